@@ -1,0 +1,39 @@
+# Two entry points (README): `make plan` (the main job offline) and `make test`.
+# Each creates the virtual environment when it is missing or older than requirements.txt.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STACK  ?= dev
+ARCH   ?= arm64
+LAYER  := build/layers/image_ingest-$(ARCH).zip
+
+.PHONY: venv plan plan-json test layer bench clean
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	touch $@
+
+# The Lambda layer with the image library, built for the Lambda runtime (see tools/build_layer.sh).
+layer: $(LAYER)
+$(LAYER): functions/image_ingest/layer-requirements.txt tools/build_layer.sh
+	ARCH=$(ARCH) bash tools/build_layer.sh
+
+# Offline plan of both projects under mocks: what `pulumi up` would create, from the stack files alone.
+plan: venv layer
+	$(PY) -m offline.plan --stack $(STACK) ml-pipeline gpu-training
+
+plan-json: venv layer
+	$(PY) -m offline.plan --stack $(STACK) --json ml-pipeline gpu-training
+
+test: venv layer
+	$(PY) -m pytest -q
+
+bench: venv
+	$(PY) bench/ingest_bench.py
+
+clean:
+	rm -rf $(VENV) build .pytest_cache

@@ -1,0 +1,266 @@
+#!/usr/bin/env python3
+"""Measure the image-ingest preprocessing core per CPU core and turn it into a cost per TB.
+
+Builds a seeded corpus of photo-like JPEGs (2-12 MP, some with EXIF orientation and GPS), then
+times, in one process, the straightforward Pillow pipeline against the function's own
+`imaging.preprocess` (the code path the handler runs), plus two decode-only floors, states the
+quality lost, and prices a TB of input on Lambda, S3, SQS and DynamoDB. It prints figures; it is
+not a test. One core here approximates one Lambda vCPU (Lambda gives 1 vCPU at 1769 MB).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import math
+import random
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image, ImageChops, ImageDraw, ImageFilter, ImageOps, ImageStat
+
+REPO = Path(__file__).resolve().parents[1]
+FUNCTION_DIR = REPO / "functions" / "image_ingest"
+sys.path.insert(0, str(FUNCTION_DIR))
+
+import imaging  # noqa: E402  (the function's module, found from __file__)
+
+# Prices: us-east-1, list prices as of 2026-11 (first pricing tier, no free tier).
+PRICES_AS_OF = "2026-11, us-east-1"
+LAMBDA_GB_S = {"arm64": 0.0000133334, "x86_64": 0.0000166667}
+LAMBDA_REQUEST = 0.20 / 1e6
+S3_GET = 0.0004 / 1000
+S3_PUT = 0.005 / 1000  # PUT, COPY, POST, LIST
+SQS_REQUEST = 0.40 / 1e6  # standard queue, per 64 KB request
+DDB_WRU = 0.625 / 1e6  # on-demand write request unit
+DDB_RRU = 0.125 / 1e6  # on-demand read request unit
+KMS_REQUEST = 0.03 / 10_000  # SSE-KMS: a Decrypt per GET unless the bucket uses an S3 Bucket Key
+# SQS requests per image: EventBridge's SendMessage, plus Lambda's ReceiveMessage and
+# DeleteMessageBatch, each carrying up to 10 messages.
+SQS_REQUESTS_PER_IMAGE = 1 + 2 / 10
+LAMBDA_MB_PER_VCPU = 1769
+NOMINAL_IMAGE_BYTES = 500_000  # the issue's ~2M images per TB
+
+
+@dataclass
+class Sample:
+    data: bytes
+    pixels: int
+    orientation: int
+
+
+def make_corpus(count: int, seed: int, min_mp: float, max_mp: float) -> list[Sample]:
+    """Photo-like JPEGs: smooth gradients and blurred shapes, fine edges, sensor-like noise."""
+    rng = random.Random(seed)
+    noise_tile = Image.frombytes("RGB", (1024, 1024), rng.randbytes(3 * 1024 * 1024))
+    aspects = [(4, 3), (3, 2), (16, 9), (1, 1), (3, 4), (2, 3)]
+    corpus = []
+    for i in range(count):
+        mp = rng.uniform(min_mp, max_mp) * 1e6
+        aw, ah = rng.choice(aspects)
+        w = int(math.sqrt(mp * aw / ah))
+        h = int(mp / w)
+        img = _photo(rng, w, h, noise_tile)
+        exif = Image.Exif()
+        orientation = rng.choice([1, 1, 1, 6, 3, 8]) if i % 2 else 1
+        if orientation != 1:
+            exif[0x0112] = orientation
+        if i % 3 == 0:
+            gps = exif.get_ifd(0x8825)
+            gps.update({1: "N", 2: (52.0, 22.0, rng.uniform(0, 60)), 3: "E", 4: (4.0, 53.0, 2.5)})
+        out = io.BytesIO()
+        img.save(out, "JPEG", quality=90, exif=exif)
+        corpus.append(Sample(out.getvalue(), w * h, orientation))
+    return corpus
+
+
+def _photo(rng: random.Random, w: int, h: int, noise_tile: Image.Image) -> Image.Image:
+    small = (max(16, w // 8), max(16, h // 8))
+    grad = Image.linear_gradient("L").rotate(rng.uniform(0, 360)).resize(small)
+    base = ImageOps.colorize(grad, _colour(rng), _colour(rng))
+    draw = ImageDraw.Draw(base)
+    for _ in range(rng.randint(10, 30)):
+        x0, y0 = rng.uniform(-0.2, 1.0) * small[0], rng.uniform(-0.2, 1.0) * small[1]
+        x1, y1 = x0 + rng.uniform(0.05, 0.6) * small[0], y0 + rng.uniform(0.05, 0.6) * small[1]
+        shape = rng.choice([draw.ellipse, draw.rectangle])
+        shape([x0, y0, x1, y1], fill=_colour(rng))
+    img = base.filter(ImageFilter.GaussianBlur(rng.uniform(0.8, 2.5))).resize((w, h), Image.BICUBIC)
+    draw = ImageDraw.Draw(img)
+    for _ in range(rng.randint(100, 300)):  # sharp detail at full resolution
+        x, y = rng.uniform(0, w), rng.uniform(0, h)
+        draw.line([x, y, x + rng.uniform(-80, 80), y + rng.uniform(-80, 80)], fill=_colour(rng), width=rng.randint(1, 4))
+    amplitude = rng.uniform(0.06, 0.12)
+    noise = noise_tile.point(lambda v: round(128 + (v - 128) * amplitude))
+    layer = Image.new("RGB", (w, h))
+    for x in range(0, w, 1024):
+        for y in range(0, h, 1024):
+            layer.paste(noise, (x, y))
+    return ImageChops.add(img, layer, 1.0, -128)
+
+
+def _colour(rng: random.Random) -> tuple[int, int, int]:
+    return rng.randint(0, 255), rng.randint(0, 255), rng.randint(0, 255)
+
+
+def straightforward(data: bytes, target: int) -> tuple[bytes, Image.Image]:
+    """(a): full decode, exif_transpose, resize with Pillow's default resample, default JPEG."""
+    img = Image.open(io.BytesIO(data))
+    img.load()
+    img = ImageOps.exif_transpose(img)
+    img = img.resize(imaging.fit_within(*img.size, target))
+    out = io.BytesIO()
+    img.save(out, "JPEG")
+    return out.getvalue(), img
+
+
+def decode_draft(data: bytes, target: int) -> None:
+    img = Image.open(io.BytesIO(data))
+    img.draft("RGB", imaging.fit_within(*img.size, target))
+    img.load()
+
+
+def decode_full(data: bytes, _target: int) -> None:
+    Image.open(io.BytesIO(data)).load()
+
+
+def psnr(a: Image.Image, b: Image.Image) -> float:
+    diff = ImageChops.difference(a.convert("RGB"), b.convert("RGB"))
+    mse = sum(ImageStat.Stat(diff).sum2) / (3 * a.width * a.height)
+    return float("inf") if mse == 0 else 10 * math.log10(255**2 / mse)
+
+
+def cold_import_ms(runs: int) -> list[float]:
+    """Handler module import in a fresh interpreter, as Lambda's init does it (boto3, Pillow)."""
+    code = "import time; t = time.perf_counter(); import handler; print((time.perf_counter() - t) * 1000)"
+    env = {"PROCESSED_BUCKET": "bench", "CATALOG_TABLE": "bench", "PATH": "/usr/bin:/bin"}
+    results = []
+    for _ in range(runs):
+        out = subprocess.run([sys.executable, "-c", code], cwd=FUNCTION_DIR, env=env, capture_output=True, text=True, check=True)
+        results.append(float(out.stdout.strip()))
+    return results
+
+
+def timed(fn, corpus: list[Sample], target: int) -> tuple[float, list]:
+    results, total = [], 0.0
+    for sample in corpus:
+        start = time.perf_counter()
+        results.append(fn(sample.data, target))
+        total += time.perf_counter() - start
+    return total, results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--count", type=int, default=200, help="images in the corpus")
+    parser.add_argument("--seed", type=int, default=20261129)
+    parser.add_argument("--min-mp", type=float, default=2.0)
+    parser.add_argument("--max-mp", type=float, default=12.0)
+    parser.add_argument("--target-size", type=int, default=512, help="TARGET_SIZE")
+    parser.add_argument("--jpeg-quality", type=int, default=90, help="JPEG_QUALITY")
+    parser.add_argument("--memory-mb", type=int, default=2048, help="Lambda memory")
+    parser.add_argument("--arch", choices=sorted(LAMBDA_GB_S), default="arm64")
+    parser.add_argument("--batch-size", type=int, default=50, help="images per invocation")
+    parser.add_argument("--reject-rate", type=float, default=0.01, help="share of images quarantined")
+    parser.add_argument("--import-runs", type=int, default=5)
+    args = parser.parse_args()
+    print("command:", shlex.join([sys.executable, *sys.argv]))
+
+    start = time.perf_counter()
+    corpus = make_corpus(args.count, args.seed, args.min_mp, args.max_mp)
+    in_bytes = sum(len(s.data) for s in corpus)
+    mean_bytes = in_bytes / len(corpus)
+    print(
+        f"corpus: {len(corpus)} JPEGs, {sum(s.pixels for s in corpus) / len(corpus) / 1e6:.1f} MP mean, "
+        f"{mean_bytes / 1e6:.2f} MB mean, {sum(s.orientation != 1 for s in corpus)} rotated by EXIF, "
+        f"built in {time.perf_counter() - start:.0f} s"
+    )
+
+    limits = imaging.Limits(target_size=args.target_size, jpeg_quality=args.jpeg_quality)
+    t_a, out_a = timed(straightforward, corpus, args.target_size)
+    t_b, out_b = timed(lambda data, _t: imaging.preprocess(data, limits), corpus, args.target_size)
+    t_draft, _ = timed(decode_draft, corpus, args.target_size)
+    t_full, _ = timed(decode_full, corpus, args.target_size)
+
+    # Quality: the reference is (a) before its JPEG encode (full decode + BICUBIC resize).
+    # The reference encoded at (b)'s quality separates resampling loss from encoding loss.
+    psnr_a, psnr_b, psnr_ab, psnr_q = [], [], [], []
+    for (a_bytes, reference), b in zip(out_a, out_b):
+        a_img, b_img = Image.open(io.BytesIO(a_bytes)), Image.open(io.BytesIO(b.data))
+        assert a_img.size == b_img.size == reference.size, (a_img.size, b_img.size, reference.size)
+        ref_q = io.BytesIO()
+        reference.save(ref_q, "JPEG", quality=args.jpeg_quality)
+        psnr_a.append(psnr(a_img, reference))
+        psnr_b.append(psnr(b_img, reference))
+        psnr_ab.append(psnr(b_img, a_img))
+        psnr_q.append(psnr(Image.open(ref_q), reference))
+    out_mean_b = statistics.mean(len(b.data) for b in out_b)
+
+    n = len(corpus)
+    rows = [
+        ("(a) straightforward", t_a),
+        ("(b) function core", t_b),
+        ("(c) decode only, draft", t_draft),
+        ("    decode only, full", t_full),
+    ]
+    print(f"\nper core, single process, target {args.target_size}px, JPEG quality {args.jpeg_quality} for (b), Pillow default (75) for (a)")
+    print(f"{'pipeline':26} {'images/s':>9} {'MB/s in':>8} {'ms/image':>9}")
+    for name, t in rows:
+        print(f"{name:26} {n / t:9.1f} {in_bytes / t / 1e6:8.1f} {t / n * 1000:9.1f}")
+    print(f"speedup (b) vs (a): {t_a / t_b:.2f}x   (b) vs draft-decode floor: {t_b / t_draft:.2f}x the floor's time")
+    print(
+        f"quality, median PSNR vs reference (full decode + BICUBIC, not encoded): (a) {statistics.median(psnr_a):.1f} dB, "
+        f"(b) {statistics.median(psnr_b):.1f} dB (worst {min(psnr_b):.1f}); reference encoded at quality {args.jpeg_quality}: "
+        f"{statistics.median(psnr_q):.1f} dB, so draft + BILINEAR costs {statistics.median(psnr_q) - statistics.median(psnr_b):.1f} dB; "
+        f"(b) vs (a) outputs: {statistics.median(psnr_ab):.1f} dB"
+    )
+    print(f"output: {out_mean_b / 1e3:.0f} KB mean JPEG from (b)")
+
+    imports = cold_import_ms(args.import_runs)
+    print(f"handler cold import: {statistics.median(imports):.0f} ms median of {len(imports)} ({', '.join(f'{x:.0f}' for x in imports)})")
+
+    print_costs(args, mean_bytes, {"(a)": t_a / n, "(b)": t_b / n})
+
+
+def print_costs(args: argparse.Namespace, mean_bytes: float, seconds_per_image: dict[str, float]) -> None:
+    gb = args.memory_mb / 1024
+    # Below 1769 MB a function gets a fraction of a vCPU, so the same CPU work takes longer.
+    slowdown = max(1.0, LAMBDA_MB_PER_VCPU / args.memory_mb)
+    print(f"\ncost per TB of input, prices {PRICES_AS_OF}, Lambda {args.arch} {args.memory_mb} MB, batch {args.batch_size}, reject rate {args.reject_rate:.0%}")
+    print("  compute is CPU time measured here (one x86-64 core ~ one Lambda vCPU; Graviton per-core speed differs),")
+    print("  S3/DynamoDB waits assumed overlapped by the worker threads; at 500 KB/image it is scaled by input bytes,")
+    print("  since decode time tracks compressed size")
+    for label, image_bytes in (("corpus mean", mean_bytes), ("nominal 500 KB", NOMINAL_IMAGE_BYTES)):
+        images = 1e12 / image_bytes
+        scale = image_bytes / mean_bytes
+        rejected = images * args.reject_rate
+        requests = {
+            "Lambda requests": images / args.batch_size * LAMBDA_REQUEST,
+            "S3 GET (1/image)": images * S3_GET,
+            "S3 PUT (1 shard/batch)": images / args.batch_size * S3_PUT,
+            "S3 COPY (quarantine)": rejected * S3_PUT,
+            "SQS requests": images * SQS_REQUESTS_PER_IMAGE * SQS_REQUEST,
+            "DynamoDB writes (+GSI rejects)": (images + rejected) * DDB_WRU,
+            "DynamoDB dedup reads": images * 0.5 * DDB_RRU,
+        }
+        compute = {k: images * s * scale * slowdown * gb * LAMBDA_GB_S[args.arch] for k, s in seconds_per_image.items()}
+        per_image_put = images * S3_PUT
+        print(f"\n  {label}: {image_bytes / 1e3:.0f} KB/image -> {images / 1e6:.2f} M images/TB")
+        for name, cost in requests.items():
+            print(f"    {name:34} ${cost:9.2f}")
+        req_total = sum(requests.values())
+        print(f"    {'requests total':34} ${req_total:9.2f}   (a PUT per image instead would add ${per_image_put - requests['S3 PUT (1 shard/batch)']:.2f})")
+        for name, cost in compute.items():
+            print(f"    {'Lambda compute ' + name:34} ${cost:9.2f}")
+        kms = (images + images / args.batch_size) * KMS_REQUEST
+        print(f"    {'(KMS, only if Bucket Key is off)':34} ${kms:9.2f}   not in the totals: enable S3 Bucket Keys on both buckets")
+        verdict = "exceed" if req_total > compute["(b)"] else "are below"
+        print(f"    => request costs ${req_total:.2f} {verdict} optimized compute ${compute['(b)']:.2f} ({req_total / compute['(b)']:.1f}x); total ${req_total + compute['(b)']:.2f}/TB vs ${req_total + compute['(a)']:.2f}/TB with (a)")
+
+
+if __name__ == "__main__":
+    main()

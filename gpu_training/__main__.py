@@ -1,0 +1,99 @@
+"""gpu-training: wiring only. Config in config.py, resources in the components, exports per shared.contracts."""
+import pulumi
+
+from gpu_training import config as stack_config
+from gpu_training.fleet import GpuFleet, GpuFleetArgs, resolve_image_id
+from gpu_training.hyperparameters import HyperParameterStore, HyperParameterStoreArgs
+from gpu_training.instance_role import InstanceRoleArgs, TrainingInstanceRole
+from gpu_training.monitoring import FleetAlarms, FleetAlarmsArgs
+from gpu_training.network import NetworkArgs, TrainingNetwork
+from gpu_training.storage import TrainingStorage, TrainingStorageArgs
+from gpu_training.user_data import (FLEET_AGGREGATE_DIMENSIONS, FLEET_GPU_UTILIZATION_METRIC, GPU_ERROR_COUNT_METRIC,
+                                    HEARTBEAT_METRIC, UserDataParams, fleet_dimensions, render_user_data)
+from shared.alarm_topic import AlarmTopic, AlarmTopicArgs
+from shared.context import AwsContext
+from shared.contracts import GPU_TRAINING_PROJECT
+from shared.kms import EncryptionKey, EncryptionKeyArgs
+from shared.logs import encrypted_log_group
+from shared.naming import physical_name
+from shared.tagging import register_stack_tags
+
+cfg = stack_config.load()
+register_stack_tags(cfg.tags)
+ctx = AwsContext.lookup()
+prefix = physical_name(GPU_TRAINING_PROJECT, cfg.stack)
+namespace = f"MLPlatform/{prefix}"
+unique = pulumi.Output.concat(cfg.stack, "-", ctx.account_id, "-", ctx.region)
+
+key = EncryptionKey("key", EncryptionKeyArgs(
+    ctx=ctx, description=f"{prefix}: buckets, table, logs, parameters, EBS volumes", alias=prefix,
+    services=("logs", "cloudwatch", "ec2-fleet")))
+
+storage = TrainingStorage("storage", TrainingStorageArgs(
+    training_data_bucket_name=cfg.training_data_bucket_name or pulumi.Output.concat("ml-training-data-", unique),
+    artifacts_bucket_name=cfg.artifacts_bucket_name or pulumi.Output.concat("ml-model-artifacts-", unique),
+    experiments_table_name=f"{prefix}-experiments",
+    kms_key_arn=key.arn,
+    glacier_after_days=cfg.glacier_after_days,
+    noncurrent_version_days=cfg.noncurrent_version_days,
+    deletion_protection=cfg.deletion_protection,
+))
+bucket_arns = [storage.training_data.arn, storage.artifacts.arn]
+
+network = TrainingNetwork("network", NetworkArgs(
+    ctx=ctx, name_prefix=prefix, vpc_cidr=cfg.vpc_cidr, nat_mode=cfg.nat_mode,
+    interface_endpoints=cfg.interface_endpoints, kms_key_arn=key.arn, log_retention_days=cfg.log_retention_days,
+    bucket_arns=bucket_arns, table_arn=storage.experiments.arn,
+))
+
+training_logs = encrypted_log_group("training-logs", log_group_name=f"/mlplatform/{prefix}/training",
+                                    kms_key_arn=key.arn, retention_days=cfg.log_retention_days)
+system_logs = encrypted_log_group("system-logs", log_group_name=f"/mlplatform/{prefix}/system",
+                                  kms_key_arn=key.arn, retention_days=cfg.log_retention_days)
+
+role = TrainingInstanceRole("instance", InstanceRoleArgs(
+    ctx=ctx, fleet_name=prefix, bucket_arns=bucket_arns, table_arn=storage.experiments.arn, kms_key_arn=key.arn,
+    log_group_arns=[training_logs.arn, system_logs.arn], metric_namespace=namespace, hparams_prefix=cfg.hparams_prefix,
+))
+
+hparams = HyperParameterStore("hparams", HyperParameterStoreArgs(
+    prefix=cfg.hparams_prefix, values=cfg.hyperparameters.as_strings(), kms_key_arn=key.arn))
+
+user_data = pulumi.Output.all(ctx.region, storage.artifacts.name).apply(lambda v: render_user_data(UserDataParams(
+    region=v[0], stack=cfg.stack, fleet_name=prefix, metric_namespace=namespace,
+    training_log_group=f"/mlplatform/{prefix}/training", system_log_group=f"/mlplatform/{prefix}/system",
+    artifacts_bucket=v[1], checkpoint_dir=cfg.checkpoint_dir, checkpoint_hook=cfg.checkpoint_hook,
+    hparams_prefix=cfg.hparams_prefix, install_driver_if_missing=cfg.install_driver_if_missing)))
+
+fleet = GpuFleet("gpu", GpuFleetArgs(
+    fleet_name=prefix, instance_types=cfg.instance_types, target_capacity=cfg.target_capacity,
+    subnet_ids=network.private_subnet_id_list, security_group_id=network.security_group_id,
+    instance_profile_arn=role.instance_profile.arn, image_id=resolve_image_id(cfg.ami_id, cfg.ami_parameter), kms_key_arn=key.arn, user_data=user_data,
+    root_volume_gb=cfg.root_volume_gb, root_device_name=cfg.root_device_name, instance_tags=cfg.tags.as_dict(),
+    create_service_linked_roles=cfg.create_service_linked_roles,
+), opts=pulumi.ResourceOptions(depends_on=[training_logs, system_logs, hparams]))
+
+topic = AlarmTopic("alarms", AlarmTopicArgs(ctx=ctx, topic_name=f"{prefix}-alarms", kms_key_arn=key.arn,
+                                            email_endpoints=cfg.alarm_emails))
+FleetAlarms("fleet", FleetAlarmsArgs(
+    fleet_name=prefix, namespace=namespace, alarm_topic_arn=topic.arn, target_capacity=cfg.target_capacity,
+    low_utilization_percent=cfg.low_utilization_percent,
+    utilization_metric=FLEET_GPU_UTILIZATION_METRIC, utilization_dimensions=FLEET_AGGREGATE_DIMENSIONS,
+    heartbeat_metric=HEARTBEAT_METRIC, heartbeat_dimensions=fleet_dimensions(prefix), heartbeat_interval_s=60,
+    gpu_error_metric=GPU_ERROR_COUNT_METRIC, gpu_error_dimensions=fleet_dimensions(prefix),
+))
+
+pulumi.export("training_data_bucket_name", storage.training_data.name)
+pulumi.export("artifacts_bucket_name", storage.artifacts.name)
+pulumi.export("experiments_table_name", storage.experiments.name)
+pulumi.export("fleet_id", fleet.fleet_id)
+pulumi.export("instance_role_name", role.role.name)
+pulumi.export("instance_role_arn", role.role.arn)
+pulumi.export("vpc_id", network.vpc_id)
+pulumi.export("private_subnet_ids", network.private_subnet_ids)
+pulumi.export("security_group_id", network.security_group_id)
+pulumi.export("kms_key_arn", key.arn)
+pulumi.export("alarm_topic_arn", topic.arn)
+pulumi.export("metric_namespace", namespace)
+pulumi.export("hparams_prefix", cfg.hparams_prefix)
+pulumi.export("training_log_group_name", training_logs.name)

@@ -1,0 +1,144 @@
+"""The gpu-training stack's config, read once and validated into one typed object."""
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Optional
+
+import pulumi
+
+from shared.config_reader import ConfigError, ConfigReader
+from shared.contracts import GPU_TRAINING_PROJECT
+from shared.logs import RETENTION_DAYS
+from shared.tagging import StackTags
+
+DLAMI_PARAMETER = "/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-ubuntu-22.04/latest/ami-id"
+# x86-64 NVIDIA families; g4ad has AMD GPUs and g5g is Arm, so the x86-64 AMI cannot serve them.
+_NVIDIA_X86_FAMILY = re.compile(r"^(p[2-6]|g[3-7]|gr6)[a-z-]*$")
+_NOT_NVIDIA_X86 = ("g4ad", "g5g")
+
+
+@lru_cache(maxsize=1)
+def _ec2_instance_types() -> frozenset[str]:
+    # botocore's EC2 model lists every instance type the API accepts; it ships with boto3.
+    import botocore.session
+    shape = botocore.session.get_session().get_service_model("ec2").shape_for("InstanceType")
+    return frozenset(shape.enum)
+
+
+def check_gpu_instance_type(value: str) -> Optional[str]:
+    if value not in _ec2_instance_types():
+        return f"{value!r} is not an EC2 instance type"
+    family = value.split(".")[0]
+    if not _NVIDIA_X86_FAMILY.match(family) or family in _NOT_NVIDIA_X86:
+        return f"{value!r} is not an x86-64 NVIDIA GPU instance type (p3, p4d, p5, g5, g6, ...)"
+    return None
+
+
+@dataclass(frozen=True)
+class HyperParameters:
+    learning_rate: float
+    batch_size: int
+    epochs: int
+
+    def as_strings(self) -> dict[str, str]:
+        return {"learning_rate": repr(self.learning_rate), "batch_size": str(self.batch_size), "epochs": str(self.epochs)}
+
+
+@dataclass(frozen=True)
+class GpuTrainingConfig:
+    stack: str
+    tags: StackTags
+    # network
+    vpc_cidr: ipaddress.IPv4Network
+    nat_mode: str
+    interface_endpoints: bool
+    # fleet
+    instance_types: tuple[str, ...]
+    target_capacity: int
+    ami_id: Optional[str]
+    ami_parameter: str
+    root_volume_gb: int
+    root_device_name: str
+    create_service_linked_roles: bool
+    checkpoint_dir: str
+    checkpoint_hook: str
+    install_driver_if_missing: bool
+    # storage
+    training_data_bucket_name: Optional[str]
+    artifacts_bucket_name: Optional[str]
+    glacier_after_days: int
+    noncurrent_version_days: int
+    deletion_protection: bool
+    # monitoring
+    log_retention_days: int
+    low_utilization_percent: float
+    alarm_emails: tuple[str, ...]
+    # parameters
+    hparams_prefix: str
+    hyperparameters: HyperParameters
+
+
+def _hyperparameters(reader: ConfigReader) -> HyperParameters:
+    raw = reader.mapping("hyperparameters", {"learning_rate": "0.001", "batch_size": "64", "epochs": "20"})
+    unknown = set(raw) - {"learning_rate", "batch_size", "epochs"}
+    if unknown:
+        raise ConfigError(f"config {reader.key('hyperparameters')}: unknown keys {sorted(unknown)}; "
+                          "allowed: learning_rate, batch_size, epochs")
+    try:
+        hp = HyperParameters(float(raw["learning_rate"]), int(raw["batch_size"]), int(raw["epochs"]))
+    except (KeyError, ValueError) as exc:
+        raise ConfigError(f"config {reader.key('hyperparameters')}: needs learning_rate (number), batch_size and "
+                          f"epochs (whole numbers): {exc}") from None
+    if not 0 < hp.learning_rate < 10 or hp.batch_size < 1 or hp.epochs < 1:
+        raise ConfigError(f"config {reader.key('hyperparameters')}: learning_rate must be in (0, 10), batch_size "
+                          f"and epochs >= 1; got {raw}")
+    return hp
+
+
+def _check_prefix(value: str) -> bool:
+    return value.startswith("/") and not value.endswith("/") and not value.lower().startswith(("/aws", "/ssm"))
+
+
+def load() -> GpuTrainingConfig:
+    reader = ConfigReader(pulumi.Config())
+    stack = pulumi.get_stack()
+    ami_id = reader.optional_string("amiId")
+    if ami_id is not None and not (ami_id.startswith("ami-") and len(ami_id) in (12, 21)):
+        raise ConfigError(f"config {reader.key('amiId')}: must look like ami-0123456789abcdef0; got {ami_id!r}")
+    checkpoint_dir = reader.string("checkpointDir", "/opt/ml/checkpoints", check=lambda v: v.startswith("/"),
+                                   expected="an absolute path")
+    return GpuTrainingConfig(
+        stack=stack,
+        tags=reader.stack_tags(GPU_TRAINING_PROJECT, stack),
+        vpc_cidr=reader.cidr("vpcCidr", "10.20.0.0/16", min_prefix=16, max_prefix=22),
+        nat_mode=reader.string("natMode", "single", choices=("single", "per-az")),
+        interface_endpoints=reader.boolean("interfaceEndpoints", False),
+        instance_types=tuple(reader.string_list("instanceTypes", ["p3.2xlarge"], min_items=1,
+                                                item_check=check_gpu_instance_type)),
+        target_capacity=reader.integer("targetCapacity", 6, minimum=1, maximum=100),
+        ami_id=ami_id,
+        ami_parameter=reader.string("amiParameter", DLAMI_PARAMETER, check=lambda v: v.startswith("/aws/service/"),
+                                    expected="an AWS public SSM parameter path (/aws/service/...)"),
+        root_volume_gb=reader.integer("rootVolumeGb", 200, minimum=100, maximum=16384),
+        root_device_name=reader.string("rootDeviceName", "/dev/sda1", check=lambda v: v.startswith("/dev/"),
+                                       expected="a device name such as /dev/sda1"),
+        create_service_linked_roles=reader.boolean("createServiceLinkedRoles", False),
+        checkpoint_dir=checkpoint_dir,
+        checkpoint_hook=reader.string("checkpointHook", ""),
+        install_driver_if_missing=reader.boolean("installDriverIfMissing", True),
+        training_data_bucket_name=reader.optional_string("trainingDataBucketName"),
+        artifacts_bucket_name=reader.optional_string("artifactsBucketName"),
+        glacier_after_days=reader.integer("glacierAfterDays", 30, minimum=1, maximum=3650),
+        noncurrent_version_days=reader.integer("noncurrentVersionDays", 30, minimum=1, maximum=3650),
+        deletion_protection=reader.boolean("deletionProtection", False),
+        log_retention_days=reader.integer("logRetentionDays", 30, allowed=RETENTION_DAYS),
+        low_utilization_percent=reader.number("lowUtilizationPercent", 20.0, minimum=0.0, maximum=100.0),
+        alarm_emails=tuple(reader.string_list("alarmEmails", [], item_check=lambda e: None if "@" in e
+                                              else f"{e!r} is not an e-mail address")),
+        hparams_prefix=reader.string("hparamsPrefix", f"/ml/hparams/{stack}", check=_check_prefix,
+                                     expected="an SSM path like /ml/hparams/dev (leading /, no trailing /, not /aws)"),
+        hyperparameters=_hyperparameters(reader),
+    )

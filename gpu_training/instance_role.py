@@ -1,0 +1,78 @@
+"""The fleet instances' role and instance profile, scoped to this stack's buckets, table, key and parameters."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional, Sequence
+
+import pulumi
+import pulumi_aws as aws
+
+from shared import iam
+from shared.context import AwsContext
+
+FLEET_TAG_KEY = "mlplatform:fleet"
+
+
+@dataclass(frozen=True)
+class InstanceRoleArgs:
+    ctx: AwsContext
+    fleet_name: str
+    bucket_arns: Sequence[pulumi.Input[str]]
+    table_arn: pulumi.Input[str]
+    kms_key_arn: pulumi.Input[str]
+    log_group_arns: Sequence[pulumi.Input[str]]
+    metric_namespace: str
+    hparams_prefix: str
+    # Documents the fleet may run on its own members (for example to launch a distributed job).
+    send_command_documents: Sequence[str] = field(default_factory=lambda: ("AWS-RunShellScript",))
+
+
+def instance_policy_statements(args: InstanceRoleArgs) -> list[dict]:
+    ctx = args.ctx
+    hparams = args.hparams_prefix.lstrip("/")
+    return [
+        iam.allow(["s3:ListBucket", "s3:GetBucketLocation"], list(args.bucket_arns), sid="ListStackBuckets"),
+        iam.allow(["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"],
+                  [iam.objects_in(b) for b in args.bucket_arns], sid="ReadWriteStackObjects"),
+        iam.allow(["dynamodb:BatchGetItem", "dynamodb:BatchWriteItem", "dynamodb:ConditionCheckItem",
+                   "dynamodb:DescribeTable", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query",
+                   "dynamodb:UpdateItem"],
+                  [args.table_arn, pulumi.Output.concat(args.table_arn, "/index/*")], sid="ExperimentsTable"),
+        iam.allow(["logs:CreateLogStream", "logs:DescribeLogStreams", "logs:PutLogEvents"],
+                  [pulumi.Output.concat(a, ":*") for a in args.log_group_arns], sid="StackLogGroups"),
+        iam.unscoped(["cloudwatch:PutMetricData"], sid="StackMetrics",
+                     why="PutMetricData has no resource-level permissions; the namespace condition scopes it",
+                     conditions={"StringEquals": {"cloudwatch:namespace": args.metric_namespace}}),
+        iam.allow(["ssm:GetParameter", "ssm:GetParameters", "ssm:GetParametersByPath"],
+                  [ctx.arn("ssm", f"parameter/{hparams}"), ctx.arn("ssm", f"parameter/{hparams}/*")],
+                  sid="HyperParameters"),
+        iam.allow(["ssm:SendCommand"],
+                  # "*" for the account: AWS-owned documents have none, and the AWS- prefix is reserved.
+                  [pulumi.Output.concat("arn:", ctx.partition, ":ssm:", ctx.region, ":*:document/", d)
+                   for d in args.send_command_documents],
+                  sid="SendCommandDocuments"),
+        iam.allow(["ssm:SendCommand"], [ctx.arn("ec2", "instance/*")], sid="SendCommandToFleetMembers",
+                  conditions={"StringEquals": {f"aws:ResourceTag/{FLEET_TAG_KEY}": args.fleet_name}}),
+        iam.allow(["kms:Decrypt", "kms:DescribeKey", "kms:GenerateDataKey"], [args.kms_key_arn], sid="StackKey"),
+    ]
+
+
+class TrainingInstanceRole(pulumi.ComponentResource):
+    role: aws.iam.Role
+    instance_profile: aws.iam.InstanceProfile
+
+    def __init__(self, name: str, args: InstanceRoleArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("mlplatform:compute:TrainingInstanceRole", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        self.role = aws.iam.Role(f"{name}-role", description=f"GPU training instances of {args.fleet_name}",
+                                 assume_role_policy=iam.service_trust_policy("ec2.amazonaws.com"), opts=child)
+        aws.iam.RolePolicy(f"{name}-policy", role=self.role.id, policy=iam.document(instance_policy_statements(args)),
+                           opts=child)
+        # Session Manager access instead of SSH; the AWS-managed policy is the documented minimum.
+        aws.iam.RolePolicyAttachment(
+            f"{name}-ssm-core", role=self.role.name,
+            policy_arn=args.ctx.partition.apply(lambda p: f"arn:{p}:iam::aws:policy/AmazonSSMManagedInstanceCore"),
+            opts=child)
+        self.instance_profile = aws.iam.InstanceProfile(f"{name}-profile", role=self.role.name, opts=child)
+        self.register_outputs({"role_name": self.role.name, "role_arn": self.role.arn,
+                               "instance_profile_arn": self.instance_profile.arn})

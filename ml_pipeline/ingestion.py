@@ -1,0 +1,186 @@
+"""Image ingestion: raw bucket -> EventBridge -> SQS (backpressure, retries, DLQ) -> validation Lambda.
+
+The queue between the rule and the function absorbs bursts (10x the 12 images/s average) while the
+event source mapping's maximum concurrency caps the function; failed records return to the queue
+through partial batch responses and reach the dead-letter queue after ``max_receive_count`` tries.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Optional
+
+import pulumi
+import pulumi_aws as aws
+
+from ml_pipeline.config import IngestSettings
+from shared import iam
+from shared.context import AwsContext
+from shared.lambda_function import PythonFunction, PythonFunctionArgs
+
+DLQ_RETENTION_S = 14 * 24 * 3600
+QUEUE_RETENTION_S = 4 * 24 * 3600
+
+
+@dataclass(frozen=True)
+class ImageIngestionArgs:
+    ctx: AwsContext
+    name_prefix: str
+    settings: IngestSettings
+    raw_bucket_name: pulumi.Input[str]
+    raw_bucket_arn: pulumi.Input[str]
+    processed_bucket_name: pulumi.Input[str]
+    processed_bucket_arn: pulumi.Input[str]
+    catalog_table_name: pulumi.Input[str]
+    catalog_table_arn: pulumi.Input[str]
+    data_key_arn: pulumi.Input[str]
+    metadata_key_arn: pulumi.Input[str]
+    layer_arn: pulumi.Input[str]
+    alarm_topic_arn: pulumi.Input[str]
+    log_retention_days: int
+
+
+def event_pattern(bucket_name: str, prefix: str) -> str:
+    """Object-created events of one bucket under one key prefix (S3 sends them with EventBridge on)."""
+    return json.dumps({
+        "source": ["aws.s3"],
+        "detail-type": ["Object Created"],
+        "detail": {"bucket": {"name": [bucket_name]}, "object": {"key": [{"prefix": prefix}]}},
+    })
+
+
+def function_environment(args: ImageIngestionArgs) -> dict[str, pulumi.Input[str]]:
+    s = args.settings
+    return {
+        "PROCESSED_BUCKET": args.processed_bucket_name,
+        "CATALOG_TABLE": args.catalog_table_name,
+        "QUARANTINE_PREFIX": s.quarantine_prefix,
+        "SHARD_PREFIX": s.shard_prefix,
+        "TARGET_SIZE": str(s.target_size),
+        "JPEG_QUALITY": str(s.jpeg_quality),
+        "MAX_INPUT_BYTES": str(s.max_input_mb * 1024 * 1024),
+        "MAX_PIXELS": str(s.max_megapixels * 1_000_000),
+        "MIN_DIMENSION": str(s.min_dimension),
+        "ALLOWED_FORMATS": ",".join(s.allowed_formats),
+        "LOG_LEVEL": s.log_level,
+    }
+
+
+def function_statements(args: ImageIngestionArgs, queue_arn: pulumi.Input[str]) -> list[dict]:
+    s = args.settings
+    return [
+        iam.allow(["s3:GetObject", "s3:GetObjectVersion", "s3:GetObjectTagging", "s3:GetObjectVersionTagging"],
+                  [iam.objects_in(args.raw_bucket_arn, s.raw_prefix)], sid="ReadRawImages"),
+        iam.allow(["s3:PutObject", "s3:PutObjectTagging"], [iam.objects_in(args.raw_bucket_arn, s.quarantine_prefix)],
+                  sid="QuarantineCopies"),
+        iam.allow(["s3:PutObject"], [iam.objects_in(args.processed_bucket_arn, s.shard_prefix)], sid="WriteShards"),
+        iam.allow(["dynamodb:BatchGetItem", "dynamodb:PutItem"], [args.catalog_table_arn], sid="Catalog"),
+        iam.allow(["sqs:ChangeMessageVisibility", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ReceiveMessage"],
+                  [queue_arn], sid="IngestQueue"),
+        # S3 objects and the queue are encrypted with the data key, the catalog with the metadata key.
+        iam.allow(["kms:Decrypt", "kms:GenerateDataKey"], [args.data_key_arn], sid="DataKey"),
+        iam.allow(["kms:Decrypt", "kms:DescribeKey", "kms:Encrypt", "kms:GenerateDataKey"], [args.metadata_key_arn],
+                  sid="MetadataKey"),
+    ]
+
+
+def _events_may_send(queue: aws.sqs.Queue, rule: aws.cloudwatch.EventRule) -> pulumi.Output[str]:
+    return iam.document([
+        {"Sid": "EventBridgeRule", "Effect": "Allow", "Principal": {"Service": "events.amazonaws.com"},
+         "Action": "sqs:SendMessage", "Resource": queue.arn, "Condition": {"ArnEquals": {"aws:SourceArn": rule.arn}}},
+        {"Sid": "DenyInsecureTransport", "Effect": "Deny", "Principal": "*", "Action": "sqs:SendMessage",
+         "Resource": queue.arn, "Condition": {"Bool": {"aws:SecureTransport": "false"}}},
+    ])
+
+
+class ImageIngestion(pulumi.ComponentResource):
+    queue: aws.sqs.Queue
+    dead_letter_queue: aws.sqs.Queue
+    function: PythonFunction
+
+    def __init__(self, name: str, args: ImageIngestionArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("mlplatform:ingestion:ImageIngestion", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        s = args.settings
+        prefix = args.name_prefix
+
+        self.dead_letter_queue = aws.sqs.Queue(
+            f"{name}-dlq", name=f"{prefix}-ingest-dlq", kms_master_key_id=args.data_key_arn,
+            kms_data_key_reuse_period_seconds=300, message_retention_seconds=DLQ_RETENTION_S, opts=child)
+        self.queue = aws.sqs.Queue(
+            f"{name}-queue", name=f"{prefix}-ingest", kms_master_key_id=args.data_key_arn,
+            kms_data_key_reuse_period_seconds=300, message_retention_seconds=QUEUE_RETENTION_S,
+            # AWS's guidance for Lambda consumers: at least six times the function timeout plus the
+            # batching window, so a retried batch never reappears while still being processed.
+            visibility_timeout_seconds=6 * s.timeout_s + s.batch_window_s,
+            redrive_policy=self.dead_letter_queue.arn.apply(lambda arn: json.dumps(
+                {"deadLetterTargetArn": arn, "maxReceiveCount": s.max_receive_count})),
+            opts=child)
+
+        rule = aws.cloudwatch.EventRule(
+            f"{name}-rule", name=f"{prefix}-raw-image-created",
+            description="Images created under the raw bucket's ingest prefix",
+            event_pattern=pulumi.Output.from_input(args.raw_bucket_name).apply(
+                lambda bucket: event_pattern(bucket, s.raw_prefix)),
+            opts=child)
+        aws.sqs.QueuePolicy(f"{name}-queue-policy", queue_url=self.queue.url,
+                            policy=_events_may_send(self.queue, rule), opts=child)
+        aws.sqs.QueuePolicy(f"{name}-dlq-policy", queue_url=self.dead_letter_queue.url,
+                            policy=_events_may_send(self.dead_letter_queue, rule), opts=child)
+        aws.cloudwatch.EventTarget(
+            f"{name}-target", rule=rule.name, arn=self.queue.arn,
+            # Events EventBridge cannot deliver (queue policy or key trouble) land in the DLQ too.
+            dead_letter_config=aws.cloudwatch.EventTargetDeadLetterConfigArgs(arn=self.dead_letter_queue.arn),
+            retry_policy=aws.cloudwatch.EventTargetRetryPolicyArgs(maximum_event_age_in_seconds=86400,
+                                                                  maximum_retry_attempts=185),
+            opts=child)
+
+        self.function = PythonFunction(f"{name}-fn", PythonFunctionArgs(
+            ctx=args.ctx, function_name=f"{prefix}-image-ingest", source_folder="image_ingest",
+            description="Validate, strip metadata, resize and shard raw images; catalog each one",
+            log_kms_key_arn=args.metadata_key_arn, statements=function_statements(args, self.queue.arn),
+            environment=function_environment(args), memory_mb=s.memory_mb, timeout_s=s.timeout_s,
+            architecture=s.architecture, reserved_concurrency=s.reserved_concurrency, layer_arns=(args.layer_arn,),
+            log_retention_days=args.log_retention_days, log_level=s.log_level,
+            failures_handled_by_event_source=True,
+        ), opts=child)
+        aws.lambda_.EventSourceMapping(
+            f"{name}-mapping", event_source_arn=self.queue.arn, function_name=self.function.arn,
+            batch_size=s.batch_size, maximum_batching_window_in_seconds=s.batch_window_s,
+            function_response_types=["ReportBatchItemFailures"],
+            scaling_config=aws.lambda_.EventSourceMappingScalingConfigArgs(maximum_concurrency=s.max_concurrency),
+            opts=child)
+        self._alarms(name, args)
+        self.register_outputs({"queue_url": self.queue.url, "dead_letter_queue_url": self.dead_letter_queue.url,
+                               "function_name": self.function.name})
+
+    def _alarms(self, name: str, args: ImageIngestionArgs) -> None:
+        child = pulumi.ResourceOptions(parent=self)
+        actions = dict(alarm_actions=[args.alarm_topic_arn], ok_actions=[args.alarm_topic_arn])
+        aws.cloudwatch.MetricAlarm(
+            f"{name}-dlq-not-empty", name=f"{args.name_prefix}-ingest-dlq-not-empty",
+            alarm_description="Ingestion messages gave up after every retry (poison records or a persistent "
+                              "AWS error); inspect and redrive the dead-letter queue",
+            namespace="AWS/SQS", metric_name="ApproximateNumberOfMessagesVisible",
+            dimensions={"QueueName": self.dead_letter_queue.name}, statistic="Maximum", period=60,
+            evaluation_periods=1, threshold=0, comparison_operator="GreaterThanThreshold",
+            treat_missing_data="notBreaching", **actions, opts=child)
+        aws.cloudwatch.MetricAlarm(
+            f"{name}-backlog-age", name=f"{args.name_prefix}-ingest-backlog-age",
+            alarm_description="Oldest raw image waiting over 15 minutes: ingestion cannot keep up",
+            namespace="AWS/SQS", metric_name="ApproximateAgeOfOldestMessage",
+            dimensions={"QueueName": self.queue.name}, statistic="Maximum", period=300, evaluation_periods=3,
+            threshold=900, comparison_operator="GreaterThanThreshold", treat_missing_data="notBreaching",
+            **actions, opts=child)
+        aws.cloudwatch.MetricAlarm(
+            f"{name}-function-errors", name=f"{args.name_prefix}-ingest-function-errors",
+            alarm_description="The ingest function crashed or timed out (whole batches return to the queue)",
+            namespace="AWS/Lambda", metric_name="Errors", dimensions={"FunctionName": self.function.name},
+            statistic="Sum", period=300, evaluation_periods=1, threshold=0, comparison_operator="GreaterThanThreshold",
+            treat_missing_data="notBreaching", **actions, opts=child)
+
+
+def layer_zip(architecture: str):
+    """Where `make layer` (tools/build_layer.sh) writes the image library layer for an architecture."""
+    from shared.lambda_function import FUNCTIONS_DIR
+    return FUNCTIONS_DIR.parent / "build" / "layers" / f"image_ingest-{architecture}.zip"

@@ -1,0 +1,118 @@
+"""Run one Pulumi project of this repository under recording mocks, from its real stack file.
+
+Each run resets the Pulumi runtime first: without the reset a second program in the same process
+inherits the first one's stack transformations (its tags), root stack and exports.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import runpy
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Optional
+
+import pulumi
+import yaml
+from pulumi.runtime.sync_await import _sync_await
+
+from offline.mocks import RecordedResource, RecordingMocks, RecordingMonitor
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_REGION = "us-east-1"
+
+
+@dataclass(frozen=True)
+class Project:
+    name: str
+    directory: Path
+
+    @property
+    def program(self) -> Path:
+        main = yaml.safe_load((self.directory / "Pulumi.yaml").read_text()).get("main", ".")
+        return (self.directory / main / "__main__.py").resolve()
+
+    def stack_config(self, stack: str) -> dict[str, str]:
+        """The stack file's config as the strings Pulumi hands a program (objects as JSON text)."""
+        path = self.directory / f"Pulumi.{stack}.yaml"
+        if not path.is_file():
+            raise FileNotFoundError(f"no stack file {path}")
+        raw = (yaml.safe_load(path.read_text()) or {}).get("config", {}) or {}
+        config = {}
+        for key, value in raw.items():
+            if isinstance(value, dict) and "secure" in value:
+                raise ValueError(f"{path.name}: {key} is a secret; the offline plan cannot decrypt it")
+            config[key] = value if isinstance(value, str) else json.dumps(value)
+        return config
+
+
+def projects() -> dict[str, Project]:
+    found = {}
+    for directory in (REPO, REPO / "gpu_training"):
+        name = yaml.safe_load((directory / "Pulumi.yaml").read_text())["name"]
+        found[name] = Project(name, directory)
+    return found
+
+
+@dataclass
+class Plan:
+    project: str
+    stack: str
+    resources: list[RecordedResource]
+    registrations: dict[str, dict]
+    outputs: dict[str, Any]
+    invokes: list[tuple[str, dict]]
+    error: Optional[str] = None
+    config: dict[str, str] = field(default_factory=dict)
+
+    def of_type(self, type_token: str) -> list[RecordedResource]:
+        return [r for r in self.resources if r.type == type_token]
+
+    def one(self, type_token: str, name: str) -> RecordedResource:
+        found = [r for r in self.resources if r.type == type_token and r.name == name]
+        if len(found) != 1:
+            known = sorted(r.name for r in self.of_type(type_token))
+            raise LookupError(f"expected one {type_token} named {name!r}, found {len(found)}; known: {known}")
+        return found[0]
+
+
+def _resolve(value: Any) -> Any:
+    return _sync_await(pulumi.Output.from_input(value).future())
+
+
+def run(
+    project: Project,
+    stack: str,
+    *,
+    config_overrides: Optional[Mapping[str, str]] = None,
+    stack_outputs: Optional[Mapping[str, Mapping[str, Any]]] = None,
+    raise_errors: bool = True,
+) -> Plan:
+    """Run ``project``'s program for ``stack``. ``config_overrides`` replace or add stack-file keys (a
+    value of None removes the key); ``stack_outputs`` answer StackReferences by stack name."""
+    config = project.stack_config(stack)
+    for key, value in (config_overrides or {}).items():
+        if value is None:
+            config.pop(key, None)
+        else:
+            config[key] = value
+    region = config.get("aws:region", DEFAULT_REGION)
+
+    asyncio.set_event_loop(asyncio.new_event_loop())
+    pulumi.runtime.reset_options(project=project.name, stack=stack, preview=False)
+    pulumi.runtime.set_all_config(config)
+    mocks = RecordingMocks(region, {k: dict(v) for k, v in (stack_outputs or {}).items()})
+    monitor = RecordingMonitor(mocks)
+    pulumi.runtime.set_mocks(mocks, project=project.name, stack=stack, preview=False, monitor=monitor)
+
+    error = None
+    try:
+        _sync_await(pulumi.runtime.stack.run_pulumi_func(
+            lambda: runpy.run_path(str(project.program), run_name="__main__")))
+        root = pulumi.runtime.settings.get_root_resource()
+        outputs = {k: _resolve(v) for k, v in root.outputs.items()}
+    except Exception as exc:  # a config error, for one, is reported in the plan rather than a traceback
+        if raise_errors:
+            raise
+        error, outputs = f"{type(exc).__name__}: {exc}", {}
+    return Plan(project.name, stack, mocks.resources, monitor.registrations, outputs, mocks.invokes, error, config)

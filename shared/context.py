@@ -1,0 +1,34 @@
+"""Account, region and partition of the stack's provider, looked up once and passed to components."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_aws as aws
+
+
+@dataclass(frozen=True)
+class AwsContext:
+    account_id: pulumi.Output[str]
+    region: pulumi.Output[str]
+    partition: pulumi.Output[str]
+    dns_suffix: pulumi.Output[str]
+
+    @staticmethod
+    def lookup() -> "AwsContext":
+        partition = aws.get_partition_output()
+        return AwsContext(
+            account_id=aws.get_caller_identity_output().account_id,
+            region=aws.get_region_output().region,
+            partition=partition.partition,
+            dns_suffix=partition.dns_suffix,
+        )
+
+    def arn(self, service: str, resource: str, *, regional: bool = True, account: bool = True) -> pulumi.Output[str]:
+        """``arn:<partition>:<service>:<region>:<account>:<resource>`` built from the provider, never by hand."""
+        return pulumi.Output.all(self.partition, self.region, self.account_id).apply(
+            lambda v: f"arn:{v[0]}:{service}:{v[1] if regional else ''}:{v[2] if account else ''}:{resource}"
+        )
+
+    def root_principal(self) -> pulumi.Output[str]:
+        return pulumi.Output.all(self.partition, self.account_id).apply(lambda v: f"arn:{v[0]}:iam::{v[1]}:root")

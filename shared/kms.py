@@ -1,0 +1,147 @@
+"""A customer-managed KMS key with rotation, an alias and a key policy naming the services that use it."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional, Sequence
+
+import pulumi
+import pulumi_aws as aws
+
+from shared import iam
+from shared.context import AwsContext
+
+_KEY_USE = ["kms:Decrypt", "kms:DescribeKey", "kms:Encrypt", "kms:GenerateDataKey*", "kms:ReEncrypt*"]
+
+# Services that call KMS as themselves (a service principal or a service-linked role) rather than
+# through the caller's IAM permissions, and so must be named in the key policy.
+SERVICE_GRANTS = ("logs", "cloudwatch", "events", "ec2-fleet", "sns")
+
+
+@dataclass(frozen=True)
+class EncryptionKeyArgs:
+    """``services``: which of SERVICE_GRANTS use the key as themselves. IAM roles of this account get
+    key use through their own policies, which the root statement delegates to (AWS's default design)."""
+
+    ctx: AwsContext
+    description: str
+    alias: str
+    services: Sequence[str] = field(default_factory=tuple)
+    deletion_window_in_days: int = 30
+    # Roles outside this stack (another project's, in this account) that may decrypt through one
+    # service, e.g. S3: they have no IAM policy of ours that could grant it.
+    external_decrypt_role_arns: Sequence[pulumi.Input[str]] = field(default_factory=tuple)
+    external_decrypt_via: str = "s3"
+
+    def __post_init__(self) -> None:
+        unknown = set(self.services) - set(SERVICE_GRANTS)
+        if unknown:
+            raise ValueError(f"EncryptionKeyArgs.services: unknown {sorted(unknown)}; allowed: {SERVICE_GRANTS}")
+        if not 7 <= self.deletion_window_in_days <= 30:
+            raise ValueError("EncryptionKeyArgs.deletion_window_in_days must be 7 to 30")
+        if not self.alias or self.alias.startswith("alias/aws"):
+            raise ValueError("EncryptionKeyArgs.alias must be set and may not start with 'aws'")
+
+
+def key_policy_statements(args: EncryptionKeyArgs) -> list[dict]:
+    ctx = args.ctx
+    source_account = {"StringEquals": {"aws:SourceAccount": ctx.account_id}}
+    statements: list[dict] = [{
+        # Without this statement no IAM policy can grant use of the key and the key becomes
+        # unmanageable; "Resource": "*" in a key policy means this key.
+        "Sid": "EnableIamPolicies",
+        "Effect": "Allow",
+        "Principal": {"AWS": ctx.root_principal()},
+        "Action": "kms:*",
+        "Resource": "*",
+    }]
+    if "logs" in args.services:
+        # CloudWatch Logs encrypts as its regional service principal; without this grant creating
+        # an encrypted log group fails at once.
+        logs_principal = {"Service": ctx.region.apply(lambda r: f"logs.{r}.amazonaws.com")}
+        statements.append({
+            "Sid": "CloudWatchLogs",
+            "Effect": "Allow",
+            "Principal": logs_principal,
+            "Action": ["kms:Decrypt*", "kms:Encrypt*", "kms:GenerateDataKey*", "kms:ReEncrypt*"],
+            "Resource": "*",
+            # Only for log groups of this account and region (the encryption context Logs sends).
+            "Condition": {"ArnLike": {"kms:EncryptionContext:aws:logs:arn": ctx.arn("logs", "log-group:*")}},
+        })
+        # DescribeKey carries no encryption context, so it cannot sit under the condition above.
+        statements.append({"Sid": "CloudWatchLogsDescribe", "Effect": "Allow", "Principal": logs_principal,
+                           "Action": "kms:DescribeKey", "Resource": "*"})
+    if "cloudwatch" in args.services:
+        # CloudWatch alarms publishing to an encrypted SNS topic.
+        statements.append({
+            "Sid": "CloudWatchAlarms", "Effect": "Allow",
+            "Principal": {"Service": "cloudwatch.amazonaws.com"},
+            "Action": ["kms:Decrypt", "kms:GenerateDataKey*"], "Resource": "*", "Condition": source_account,
+        })
+    if "events" in args.services:
+        # EventBridge delivering to an encrypted SQS queue or SNS topic.
+        statements.append({
+            "Sid": "EventBridge", "Effect": "Allow",
+            "Principal": {"Service": "events.amazonaws.com"},
+            "Action": ["kms:Decrypt", "kms:GenerateDataKey*"], "Resource": "*", "Condition": source_account,
+        })
+    if "sns" in args.services:
+        # SNS delivering from an encrypted topic to an encrypted SQS subscription.
+        statements.append({
+            "Sid": "Sns", "Effect": "Allow",
+            "Principal": {"Service": "sns.amazonaws.com"},
+            "Action": ["kms:Decrypt", "kms:GenerateDataKey*"], "Resource": "*", "Condition": source_account,
+        })
+    if "ec2-fleet" in args.services:
+        # EC2 Fleet launches Spot instances with EBS volumes encrypted by this key as its service-linked
+        # roles, which no IAM policy of ours can reach. Matching them by aws:PrincipalArn (not as
+        # principals) keeps the policy valid in an account where the roles do not exist yet.
+        slr = pulumi.Output.all(ctx.partition, ctx.account_id).apply(lambda v: [
+            f"arn:{v[0]}:iam::{v[1]}:role/aws-service-role/ec2fleet.amazonaws.com/AWSServiceRoleForEC2Fleet",
+            f"arn:{v[0]}:iam::{v[1]}:role/aws-service-role/spot.amazonaws.com/AWSServiceRoleForEC2Spot",
+        ])
+        via_ec2 = ctx.region.apply(lambda r: f"ec2.{r}.amazonaws.com")
+        statements.append({
+            "Sid": "Ec2FleetVolumes", "Effect": "Allow", "Principal": {"AWS": "*"},
+            "Action": _KEY_USE, "Resource": "*",
+            "Condition": {"ArnLike": {"aws:PrincipalArn": slr},
+                          "StringEquals": {"kms:CallerAccount": ctx.account_id, "kms:ViaService": via_ec2}},
+        })
+        statements.append({
+            "Sid": "Ec2FleetVolumeGrants", "Effect": "Allow", "Principal": {"AWS": "*"},
+            "Action": "kms:CreateGrant", "Resource": "*",
+            "Condition": {"ArnLike": {"aws:PrincipalArn": slr},
+                          "StringEquals": {"kms:CallerAccount": ctx.account_id},
+                          "Bool": {"kms:GrantIsForAWSResource": "true"}},
+        })
+    if args.external_decrypt_role_arns:
+        statements.append({
+            "Sid": "ExternalReaders", "Effect": "Allow", "Principal": {"AWS": list(args.external_decrypt_role_arns)},
+            "Action": ["kms:Decrypt", "kms:DescribeKey"], "Resource": "*",
+            "Condition": {"StringEquals": {
+                "kms:ViaService": ctx.region.apply(lambda r: f"{args.external_decrypt_via}.{r}.amazonaws.com")}},
+        })
+    return statements
+
+
+class EncryptionKey(pulumi.ComponentResource):
+    key: aws.kms.Key
+    arn: pulumi.Output[str]
+    key_id: pulumi.Output[str]
+    alias_name: pulumi.Output[str]
+
+    def __init__(self, name: str, args: EncryptionKeyArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("mlplatform:security:EncryptionKey", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        self.key = aws.kms.Key(
+            f"{name}-key",
+            description=args.description,
+            enable_key_rotation=True,
+            deletion_window_in_days=args.deletion_window_in_days,
+            policy=iam.document(key_policy_statements(args)),
+            opts=child,
+        )
+        alias = aws.kms.Alias(f"{name}-alias", name=f"alias/{args.alias}", target_key_id=self.key.key_id, opts=child)
+        self.arn = self.key.arn
+        self.key_id = self.key.key_id
+        self.alias_name = alias.name
+        self.register_outputs({"arn": self.arn, "key_id": self.key_id, "alias_name": self.alias_name})

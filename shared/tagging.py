@@ -1,0 +1,88 @@
+"""One tag set for every taggable resource of a stack, applied once by a stack transformation.
+
+A transformation (rather than provider ``defaultTags``) puts the tags into each resource's own
+inputs, where the offline plan and the tests can see them, and it also works for resources that
+take an explicit provider.
+"""
+from __future__ import annotations
+
+import functools
+import inspect
+from dataclasses import dataclass, field
+from typing import Mapping
+
+import pulumi
+
+REQUIRED_TAG_KEYS = ("Project", "Environment", "Owner", "CostCenter", "DataClassification", "ManagedBy")
+DATA_CLASSIFICATIONS = ("public", "internal", "confidential", "restricted")
+
+
+@dataclass(frozen=True)
+class StackTags:
+    """The tag set of one stack. ``extra`` adds team-specific tags; it cannot override the required ones."""
+
+    project: str
+    environment: str
+    owner: str
+    cost_center: str
+    data_classification: str = "internal"
+    managed_by: str = "pulumi"
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name in ("project", "environment", "owner", "cost_center", "managed_by"):
+            value = getattr(self, name)
+            if not value or len(value) > 256:
+                raise ValueError(f"tag {name} must be 1 to 256 characters, got {value!r}")
+        if self.data_classification not in DATA_CLASSIFICATIONS:
+            raise ValueError(
+                f"tag data_classification must be one of {', '.join(DATA_CLASSIFICATIONS)}, "
+                f"got {self.data_classification!r}"
+            )
+        clash = set(self.extra) & set(REQUIRED_TAG_KEYS)
+        if clash:
+            raise ValueError(f"extra tags may not redefine required tags: {sorted(clash)}")
+        if len(self.as_dict()) > 50:
+            raise ValueError("AWS allows at most 50 tags per resource")
+
+    def as_dict(self) -> dict[str, str]:
+        return {
+            "Project": self.project,
+            "Environment": self.environment,
+            "Owner": self.owner,
+            "CostCenter": self.cost_center,
+            "DataClassification": self.data_classification,
+            "ManagedBy": self.managed_by,
+            **dict(self.extra),
+        }
+
+
+@functools.lru_cache(maxsize=None)
+def _has_tags_input(cls: type) -> bool:
+    init = getattr(cls, "_internal_init", None)
+    return init is not None and "tags" in inspect.signature(init).parameters
+
+
+def is_taggable(resource: pulumi.Resource) -> bool:
+    """True for AWS resources whose inputs take a ``tags`` map."""
+    return isinstance(resource, pulumi.CustomResource) and _has_tags_input(type(resource))
+
+
+def _merge(stack_tags: dict[str, str], own: object) -> pulumi.Input[dict]:
+    # A resource's own tags win over the stack's for keys it sets itself (Name, for example).
+    return pulumi.Output.from_input(own).apply(lambda tags: {**stack_tags, **(tags or {})})
+
+
+def register_stack_tags(tags: StackTags) -> None:
+    """Add ``tags`` to every taggable resource registered after this call in the current stack."""
+    stack_tags = tags.as_dict()
+
+    def transform(args: pulumi.ResourceTransformationArgs):
+        if not is_taggable(args.resource):
+            return None
+        props = dict(args.props)
+        own = props.get("tags")
+        props["tags"] = dict(stack_tags) if own is None else _merge(stack_tags, own)
+        return pulumi.ResourceTransformationResult(props, args.opts)
+
+    pulumi.runtime.register_stack_transformation(transform)

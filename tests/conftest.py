@@ -1,0 +1,43 @@
+"""Session fixtures: each program's offline plan is built once and shared by every test.
+
+gpu-training runs first; its real mocked exports answer the pipeline's StackReference, so the
+contract between the two stacks is exercised on every run.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+
+import pytest
+
+from offline import runner
+
+# moto and boto3 must never find real credentials or reach AWS from a test.
+os.environ.update({"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                   "AWS_SECURITY_TOKEN": "testing", "AWS_SESSION_TOKEN": "testing",
+                   "AWS_DEFAULT_REGION": "us-east-1"})
+asyncio.set_event_loop(asyncio.new_event_loop())
+
+GPU_STACK_REF = "organization/gpu-training/dev"
+
+
+@pytest.fixture(scope="session")
+def projects() -> dict[str, runner.Project]:
+    return runner.projects()
+
+
+@pytest.fixture(scope="session")
+def gpu_plan(projects) -> runner.Plan:
+    return runner.run(projects["gpu-training"], "dev")
+
+
+@pytest.fixture(scope="session")
+def pipeline_plan(projects, gpu_plan) -> runner.Plan:
+    return runner.run(projects["ml-pipeline"], "dev",
+                      config_overrides={"ml-pipeline:gpuTrainingStack": GPU_STACK_REF},
+                      stack_outputs={GPU_STACK_REF: gpu_plan.outputs})
+
+
+@pytest.fixture(scope="session")
+def plans(gpu_plan, pipeline_plan) -> list[runner.Plan]:
+    return [gpu_plan, pipeline_plan]

@@ -1,0 +1,100 @@
+"""Properties every resource of both stacks must have: tags, unique URNs, real archive paths, parents."""
+import importlib
+import inspect
+from pathlib import Path
+
+import pulumi
+import pytest
+
+from shared.contracts import GPU_TRAINING_EXPORTS
+from shared.tagging import REQUIRED_TAG_KEYS
+
+
+def _pulumi_class(type_token: str):
+    """pulumi_aws class of a type token such as aws:lambda/function:Function."""
+    module, _, rest = type_token.split(":", 1)[1].partition("/")
+    module = {"lambda": "lambda_", "index": ""}.get(module, module)
+    mod = importlib.import_module(f"pulumi_aws.{module}" if module else "pulumi_aws")
+    return getattr(mod, rest.split(":")[-1])
+
+
+def _taggable(type_token: str) -> bool:
+    return "tags" in inspect.signature(_pulumi_class(type_token)._internal_init).parameters
+
+
+def test_every_taggable_resource_carries_the_stack_tags(plans):
+    checked = 0
+    for plan in plans:
+        env = plan.stack
+        for r in plan.resources:
+            if not _taggable(r.type):
+                continue
+            tags = r.inputs.get("tags") or {}
+            missing = [k for k in REQUIRED_TAG_KEYS if not tags.get(k)]
+            assert not missing, f"{plan.project}:{r.type} {r.name} lacks tags {missing}"
+            assert tags["Project"] == plan.project and tags["Environment"] == env and tags["ManagedBy"] == "pulumi"
+            checked += 1
+    assert checked > 40
+
+
+def test_the_tags_of_one_stack_do_not_leak_into_the_other(gpu_plan, pipeline_plan):
+    assert {r.inputs["tags"]["Project"] for r in gpu_plan.resources if r.inputs.get("tags")} == {"gpu-training"}
+    assert {r.inputs["tags"]["Project"] for r in pipeline_plan.resources if r.inputs.get("tags")} == {"ml-pipeline"}
+
+
+def test_a_resource_name_tag_set_by_a_component_survives_the_stack_tags(gpu_plan):
+    vpc = gpu_plan.one("aws:ec2/vpc:Vpc", "network-vpc")
+    assert vpc.inputs["tags"]["Name"] == "gpu-training-dev-vpc"
+    assert vpc.inputs["tags"]["Owner"] == "ml-platform"
+
+
+def test_every_urn_is_unique(plans):
+    for plan in plans:
+        urns = [r.urn for r in plan.resources]
+        assert all(urns), "a recorded resource has no URN"
+        assert len(urns) == len(set(urns)), sorted(u for u in urns if urns.count(u) > 1)
+
+
+def test_every_archive_path_exists(plans):
+    archives = []
+    for plan in plans:
+        for r in plan.resources:
+            code = r.inputs.get("code")
+            if isinstance(code, pulumi.FileArchive):
+                archives.append(Path(code.path))
+    assert archives, "no archive found: the plan changed shape"
+    for path in archives:
+        assert path.exists(), path
+
+
+def test_every_resource_belongs_to_a_component_or_is_wired_at_top_level(plans):
+    for plan in plans:
+        components = {u for u, reg in plan.registrations.items() if not reg["custom"]}
+        for r in plan.resources:
+            assert r.parent, f"{r.name} has no parent"
+            assert r.parent in components or r.parent.endswith("pulumi:pulumi:Stack::" + f"{plan.project}-{plan.stack}"), r.parent
+
+
+def test_gpu_training_exports_exactly_its_contract(gpu_plan):
+    assert set(gpu_plan.outputs) == set(GPU_TRAINING_EXPORTS)
+    assert all(v not in (None, "", []) for v in gpu_plan.outputs.values())
+    assert len(gpu_plan.outputs["private_subnet_ids"]) == 3
+
+
+def test_the_pipeline_reads_the_gpu_training_contract_through_its_stack_reference(gpu_plan, pipeline_plan):
+    refs = [r for r in pipeline_plan.registrations.values() if r["type"] == "pulumi:pulumi:StackReference"]
+    assert refs, "the pipeline made no StackReference"
+    role = gpu_plan.outputs["instance_role_arn"]
+    key_policy = next(r.inputs["policy"] for r in pipeline_plan.resources
+                      if r.type == "aws:kms/key:Key" and r.name == "data-key-key")
+    assert role in key_policy
+    processed_policy = pipeline_plan.one("aws:s3/bucketPolicy:BucketPolicy", "lake-processed-policy").inputs["policy"]
+    assert role in processed_policy
+
+
+@pytest.mark.parametrize("project", ["gpu-training", "ml-pipeline"])
+def test_prod_stack_files_run_too(projects, gpu_plan, project):
+    from offline import runner
+    plan = runner.run(projects[project], "prod",
+                      stack_outputs={"organization/gpu-training/prod": gpu_plan.outputs})
+    assert plan.error is None and len(plan.resources) > 40
