@@ -59,16 +59,17 @@ role = TrainingInstanceRole("instance", InstanceRoleArgs(
 hparams = HyperParameterStore("hparams", HyperParameterStoreArgs(
     prefix=cfg.hparams_prefix, values=cfg.hyperparameters.as_strings(), kms_key_arn=key.arn))
 
-user_data = pulumi.Output.all(ctx.region, storage.artifacts.name).apply(lambda v: render_user_data(UserDataParams(
+bootstrap = pulumi.Output.all(ctx.region, storage.artifacts.name).apply(lambda v: UserDataParams(
     region=v[0], stack=cfg.stack, fleet_name=prefix, metric_namespace=namespace,
     training_log_group=f"/mlplatform/{prefix}/training", system_log_group=f"/mlplatform/{prefix}/system",
     artifacts_bucket=v[1], checkpoint_dir=cfg.checkpoint_dir, checkpoint_hook=cfg.checkpoint_hook,
-    hparams_prefix=cfg.hparams_prefix, install_driver_if_missing=cfg.install_driver_if_missing)))
+    hparams_prefix=cfg.hparams_prefix, install_driver_if_missing=cfg.install_driver_if_missing,
+    metrics_interval_s=cfg.metrics_interval_s))
 
 fleet = GpuFleet("gpu", GpuFleetArgs(
     fleet_name=prefix, instance_types=cfg.instance_types, target_capacity=cfg.target_capacity,
     subnet_ids=network.private_subnet_id_list, security_group_id=network.security_group_id,
-    instance_profile_arn=role.instance_profile.arn, image_id=resolve_image_id(cfg.ami_id, cfg.ami_parameter), kms_key_arn=key.arn, user_data=user_data,
+    instance_profile_arn=role.instance_profile.arn, image_id=resolve_image_id(cfg.ami_id, cfg.ami_parameter), kms_key_arn=key.arn, user_data=bootstrap.apply(render_user_data),
     root_volume_gb=cfg.root_volume_gb, root_device_name=cfg.root_device_name, instance_tags=cfg.tags.as_dict(),
     create_service_linked_roles=cfg.create_service_linked_roles,
 ), opts=pulumi.ResourceOptions(depends_on=[training_logs, system_logs, hparams]))
@@ -79,7 +80,7 @@ FleetAlarms("fleet", FleetAlarmsArgs(
     fleet_name=prefix, namespace=namespace, alarm_topic_arn=topic.arn, target_capacity=cfg.target_capacity,
     low_utilization_percent=cfg.low_utilization_percent,
     utilization_metric=FLEET_GPU_UTILIZATION_METRIC, utilization_dimensions=FLEET_AGGREGATE_DIMENSIONS,
-    heartbeat_metric=HEARTBEAT_METRIC, heartbeat_dimensions=fleet_dimensions(prefix), heartbeat_interval_s=60,
+    heartbeat_metric=HEARTBEAT_METRIC, heartbeat_dimensions=fleet_dimensions(prefix), heartbeat_interval_s=cfg.metrics_interval_s,
     gpu_error_metric=GPU_ERROR_COUNT_METRIC, gpu_error_dimensions=fleet_dimensions(prefix),
 ))
 

@@ -66,6 +66,7 @@ class GpuTrainingConfig:
     checkpoint_dir: str
     checkpoint_hook: str
     install_driver_if_missing: bool
+    metrics_interval_s: int
     # storage
     training_data_bucket_name: Optional[str]
     artifacts_bucket_name: Optional[str]
@@ -129,6 +130,7 @@ def load() -> GpuTrainingConfig:
         checkpoint_dir=checkpoint_dir,
         checkpoint_hook=reader.string("checkpointHook", ""),
         install_driver_if_missing=reader.boolean("installDriverIfMissing", True),
+        metrics_interval_s=reader.integer("metricsIntervalSeconds", 60, allowed=(10, 30, 60, 120, 300)),
         training_data_bucket_name=reader.optional_string("trainingDataBucketName"),
         artifacts_bucket_name=reader.optional_string("artifactsBucketName"),
         glacier_after_days=reader.integer("glacierAfterDays", 30, minimum=1, maximum=3650),

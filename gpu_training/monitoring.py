@@ -60,9 +60,10 @@ class FleetAlarms(pulumi.ComponentResource):
             statistic="SampleCount", period=300, evaluation_periods=3, threshold=1,
             comparison_operator="LessThanThreshold", treat_missing_data="breaching", **actions, opts=child)
 
-        # Each live instance sends one heartbeat per interval, so the Sum over a period counts the
-        # instances; half an instance of slack absorbs heartbeats that straddle a period boundary.
-        per_instance = HEARTBEAT_PERIOD_S / args.heartbeat_interval_s
+        # Each live instance sends one heartbeat per interval (at most one a minute), so the Sum over a
+        # period counts the instances; half an instance of slack absorbs a heartbeat that straddles a
+        # period boundary.
+        per_instance = HEARTBEAT_PERIOD_S / max(60, args.heartbeat_interval_s)
         aws.cloudwatch.MetricAlarm(
             f"{name}-capacity-below-target", name=f"{args.fleet_name}-capacity-below-target",
             alarm_description=f"Fewer than {args.target_capacity} fleet instances reporting for 15 minutes "

@@ -39,6 +39,8 @@ class RecordedResource:
     parent: str = ""
     dependencies: list[str] = field(default_factory=list)
     provider: str = ""
+    id: str = ""
+    state: dict[str, Any] = field(default_factory=dict)
 
 
 class RecordingMocks(pulumi.runtime.Mocks):
@@ -63,7 +65,8 @@ class RecordingMocks(pulumi.runtime.Mocks):
         record = RecordedResource(type=args.typ, name=args.name, inputs=dict(args.inputs), custom=True)
         self.resources.append(record)
         self.last_record.value = record
-        return self._state(args.typ, args.name, dict(args.inputs))
+        record.id, record.state = self._state(args.typ, args.name, dict(args.inputs))
+        return record.id, record.state
 
     def _arn(self, service: str, resource: str, regional: bool = True) -> str:
         return f"arn:aws:{service}:{self.region if regional else ''}:{ACCOUNT_ID}:{resource}"

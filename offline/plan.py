@@ -87,6 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("projects", nargs="*", default=["gpu-training", "ml-pipeline"])
     parser.add_argument("--stack", default="dev")
     parser.add_argument("--json", action="store_true", help="print one JSON document for machines")
+    parser.add_argument("--set", action="append", default=[], metavar="PROJECT:KEY=VALUE",
+                        help="override a stack-file config value for this plan only (repeatable)")
     args = parser.parse_args(argv)
 
     known = runner.projects()
@@ -95,9 +97,16 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown project(s) {unknown}; known: {sorted(known)}")
     # gpu-training first: its exports answer the pipeline's StackReference.
     order = sorted(args.projects, key=lambda p: p != "gpu-training")
+    overrides = {}
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep or ":" not in key:
+            parser.error(f"--set takes PROJECT:KEY=VALUE, got {item!r}")
+        overrides[key] = value
     plans, exports = [], {}
     for name in order:
-        plan = runner.run(known[name], args.stack, stack_outputs=exports, raise_errors=False)
+        mine = {k: v for k, v in overrides.items() if k.split(":")[0] in (name, "aws")}
+        plan = runner.run(known[name], args.stack, config_overrides=mine, stack_outputs=exports, raise_errors=False)
         plans.append(plan)
         exports.update(_exports_as_references(plan))
     if args.json:

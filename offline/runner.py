@@ -68,6 +68,12 @@ class Plan:
     def of_type(self, type_token: str) -> list[RecordedResource]:
         return [r for r in self.resources if r.type == type_token]
 
+    def by_id(self, resource_id: str) -> RecordedResource:
+        found = [r for r in self.resources if r.id == resource_id]
+        if len(found) != 1:
+            raise LookupError(f"expected one resource with id {resource_id!r}, found {len(found)}")
+        return found[0]
+
     def one(self, type_token: str, name: str) -> RecordedResource:
         found = [r for r in self.resources if r.type == type_token and r.name == name]
         if len(found) != 1:
