@@ -13,6 +13,8 @@ from __future__ import annotations
 import argparse
 import io
 import math
+import os
+import platform
 import random
 import shlex
 import statistics
@@ -24,7 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from PIL import Image, ImageChops, ImageDraw, ImageFilter, ImageOps, ImageStat
+import PIL
+from PIL import Image, ImageChops, ImageDraw, ImageFilter, ImageOps, ImageStat, features
 
 REPO = Path(__file__).resolve().parents[1]
 FUNCTION_DIR = REPO / "functions" / "image_ingest"
@@ -95,7 +98,9 @@ def _photo(rng: random.Random, w: int, h: int, noise_tile: Image.Image) -> Image
     draw = ImageDraw.Draw(img)
     for _ in range(rng.randint(100, 300)):  # sharp detail at full resolution
         x, y = rng.uniform(0, w), rng.uniform(0, h)
-        draw.line([x, y, x + rng.uniform(-80, 80), y + rng.uniform(-80, 80)], fill=_colour(rng), width=rng.randint(1, 4))
+        draw.line(
+            [x, y, x + rng.uniform(-80, 80), y + rng.uniform(-80, 80)], fill=_colour(rng), width=rng.randint(1, 4)
+        )
     # From clean low-ISO shots to grainy high-ISO ones: ~0.1 to ~0.35 bytes/pixel at quality 90.
     amplitude = rng.uniform(0.02, 0.12)
     noise = noise_tile.point(lambda v: round(128 + (v - 128) * amplitude))
@@ -143,12 +148,24 @@ def cold_import_ms(runs: int) -> list[float]:
     env = {"PROCESSED_BUCKET": "bench", "CATALOG_TABLE": "bench", "PATH": "/usr/bin:/bin"}
     results = []
     for _ in range(runs):
-        out = subprocess.run([sys.executable, "-c", code], cwd=FUNCTION_DIR, env=env, capture_output=True, text=True, check=True)
+        out = subprocess.run(
+            [sys.executable, "-c", code], cwd=FUNCTION_DIR, env=env, capture_output=True, text=True, check=True
+        )
         results.append(float(out.stdout.strip()))
     return results
 
 
-def timed(pipelines: dict[str, Callable[[bytes, int], Any]], corpus: list[Sample], target: int) -> tuple[dict[str, list[float]], dict[str, list]]:
+def _cpu_model() -> str:
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return platform.machine()
+    return next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), platform.machine())
+
+
+def timed(
+    pipelines: dict[str, Callable[[bytes, int], Any]], corpus: list[Sample], target: int
+) -> tuple[dict[str, list[float]], dict[str, list]]:
     """Seconds and results per pipeline and image; the pipelines take turns on each image, so
     drift in machine load or clock speed hits them alike."""
     seconds: dict[str, list[float]] = {name: [] for name in pipelines}
@@ -176,6 +193,11 @@ def main() -> None:
     parser.add_argument("--import-runs", type=int, default=5)
     args = parser.parse_args()
     print("command:", shlex.join([sys.executable, *sys.argv]))
+    print(
+        f"machine: {_cpu_model()}, {os.cpu_count()} cores; Python {platform.python_version()}, "
+        f"Pillow {PIL.__version__}, libjpeg-turbo {features.version('libjpeg_turbo')}; "
+        f"one core here ~ one Lambda vCPU (Lambda gives 1 vCPU at {LAMBDA_MB_PER_VCPU} MB)"
+    )
 
     start = time.perf_counter()
     corpus = make_corpus(args.count, args.seed, args.min_mp, args.max_mp)
@@ -201,7 +223,7 @@ def main() -> None:
     # Quality: the reference is (a) before its JPEG encode (full decode + BICUBIC resize).
     # The reference encoded at (b)'s quality separates resampling loss from encoding loss.
     psnr_a, psnr_b, psnr_ab, psnr_q = [], [], [], []
-    for (a_bytes, reference), b in zip(out_a, out_b):
+    for (a_bytes, reference), b in zip(out_a, out_b, strict=False):
         a_img, b_img = Image.open(io.BytesIO(a_bytes)), Image.open(io.BytesIO(b.data))
         assert a_img.size == b_img.size == reference.size, (a_img.size, b_img.size, reference.size)
         ref_q = io.BytesIO()
@@ -219,7 +241,9 @@ def main() -> None:
         ("(c) decode only, draft", t_draft),
         ("    decode only, full", t_full),
     ]
-    print(f"\nper core, single process, target {args.target_size}px, JPEG quality {args.jpeg_quality} for (b), Pillow default (75) for (a)")
+    print(
+        f"\nper core, single process, target {args.target_size}px, JPEG quality {args.jpeg_quality} for (b), Pillow default (75) for (a)"
+    )
     print(f"{'pipeline':26} {'images/s':>9} {'MB/s in':>8} {'ms/image':>9}")
     for name, t in rows:
         print(f"{name:26} {n / t:9.1f} {in_bytes / t / 1e6:8.1f} {t / n * 1000:9.1f}")
@@ -231,7 +255,9 @@ def main() -> None:
         bpp = statistics.mean(len(corpus[i].data) / corpus[i].pixels for i in idx)
         ratio = sum(seconds["a"][i] for i in idx) / sum(seconds["b"][i] for i in idx)
         floor = sum(seconds["a"][i] for i in idx) / sum(seconds["draft"][i] for i in idx)
-        print(f"  third with the {label:6} bytes/pixel ({bpp:.2f} B/px): (b) {ratio:.2f}x faster than (a); ceiling (a)/floor {floor:.2f}x")
+        print(
+            f"  third with the {label:6} bytes/pixel ({bpp:.2f} B/px): (b) {ratio:.2f}x faster than (a); ceiling (a)/floor {floor:.2f}x"
+        )
     print(
         f"quality, median PSNR vs reference (full decode + BICUBIC, not encoded): (a) {statistics.median(psnr_a):.1f} dB, "
         f"(b) {statistics.median(psnr_b):.1f} dB (worst {min(psnr_b):.1f}); reference encoded at quality {args.jpeg_quality}: "
@@ -241,7 +267,9 @@ def main() -> None:
     print(f"output: {out_mean_b / 1e3:.0f} KB mean JPEG from (b)")
 
     imports = cold_import_ms(args.import_runs)
-    print(f"handler cold import: {statistics.median(imports):.0f} ms median of {len(imports)} ({', '.join(f'{x:.0f}' for x in imports)})")
+    print(
+        f"handler cold import: {statistics.median(imports):.0f} ms median of {len(imports)} ({', '.join(f'{x:.0f}' for x in imports)})"
+    )
 
     print_costs(args, mean_bytes, {"(a)": t_a / n, "(b)": t_b / n})
 
@@ -250,7 +278,9 @@ def print_costs(args: argparse.Namespace, mean_bytes: float, seconds_per_image: 
     gb = args.memory_mb / 1024
     # Below 1769 MB a function gets a fraction of a vCPU, so the same CPU work takes longer.
     slowdown = max(1.0, LAMBDA_MB_PER_VCPU / args.memory_mb)
-    print(f"\ncost per TB of input, prices {PRICES_AS_OF}, Lambda {args.arch} {args.memory_mb} MB, batch {args.batch_size}, reject rate {args.reject_rate:.0%}")
+    print(
+        f"\ncost per TB of input, prices {PRICES_AS_OF}, Lambda {args.arch} {args.memory_mb} MB, batch {args.batch_size}, reject rate {args.reject_rate:.0%}"
+    )
     print("  compute is CPU time measured here (one x86-64 core ~ one Lambda vCPU; Graviton per-core speed differs),")
     print("  S3/DynamoDB waits assumed overlapped by the worker threads; at 500 KB/image it is scaled by input bytes,")
     print("  since decode time tracks compressed size")
@@ -273,13 +303,19 @@ def print_costs(args: argparse.Namespace, mean_bytes: float, seconds_per_image: 
         for name, cost in requests.items():
             print(f"    {name:34} ${cost:9.2f}")
         req_total = sum(requests.values())
-        print(f"    {'requests total':34} ${req_total:9.2f}   (a PUT per image instead would add ${per_image_put - requests['S3 PUT (1 shard/batch)']:.2f})")
+        print(
+            f"    {'requests total':34} ${req_total:9.2f}   (a PUT per image instead would add ${per_image_put - requests['S3 PUT (1 shard/batch)']:.2f})"
+        )
         for name, cost in compute.items():
             print(f"    {'Lambda compute ' + name:34} ${cost:9.2f}")
         kms = (images + images / args.batch_size) * KMS_REQUEST
-        print(f"    {'(KMS, only if Bucket Key is off)':34} ${kms:9.2f}   not in the totals: enable S3 Bucket Keys on both buckets")
+        print(
+            f"    {'(KMS, only if Bucket Key is off)':34} ${kms:9.2f}   not in the totals: enable S3 Bucket Keys on both buckets"
+        )
         verdict = "exceed" if req_total > compute["(b)"] else "are below"
-        print(f"    => request costs ${req_total:.2f} {verdict} optimized compute ${compute['(b)']:.2f} ({req_total / compute['(b)']:.1f}x); total ${req_total + compute['(b)']:.2f}/TB vs ${req_total + compute['(a)']:.2f}/TB with (a)")
+        print(
+            f"    => request costs ${req_total:.2f} {verdict} optimized compute ${compute['(b)']:.2f} ({req_total / compute['(b)']:.1f}x); total ${req_total + compute['(b)']:.2f}/TB vs ${req_total + compute['(a)']:.2f}/TB with (a)"
+        )
 
 
 if __name__ == "__main__":

@@ -82,7 +82,9 @@ def existing_ids(client: Any, table: str, sources: list[Source]) -> set[str]:
     found: set[str] = set()
     pending = list(keys.values())
     for start in range(0, len(pending), _BATCH_GET_MAX):
-        request: dict[str, Any] = {table: {"Keys": pending[start : start + _BATCH_GET_MAX], "ProjectionExpression": "image_id"}}
+        request: dict[str, Any] = {
+            table: {"Keys": pending[start : start + _BATCH_GET_MAX], "ProjectionExpression": "image_id"}
+        }
         for attempt in range(_UNPROCESSED_TRIES):
             response = client.batch_get_item(RequestItems=request)
             found.update(item["image_id"]["S"] for item in response["Responses"].get(table, []))

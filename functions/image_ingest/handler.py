@@ -19,7 +19,7 @@ import json
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -28,6 +28,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
+# The function's own modules: top-level names, as Lambda puts the zip's root on sys.path.
 import catalog
 import imaging
 import shards
@@ -63,7 +64,9 @@ class Settings:
                 max_input_bytes=_int(env, "MAX_INPUT_BYTES", 52428800),
                 max_pixels=_int(env, "MAX_PIXELS", 60000000),
                 min_dimension=_int(env, "MIN_DIMENSION", 32),
-                allowed_formats=tuple(f.strip().upper() for f in env.get("ALLOWED_FORMATS", "JPEG,PNG,WEBP").split(",") if f.strip()),
+                allowed_formats=tuple(
+                    f.strip().upper() for f in env.get("ALLOWED_FORMATS", "JPEG,PNG,WEBP").split(",") if f.strip()
+                ),
             ),
         )
 
@@ -143,7 +146,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, list[dict[str, str
 
     with ThreadPoolExecutor(max_workers=SETTINGS.workers) as pool:
         outcomes = list(pool.map(lambda source: _ingest(s3, source), todo))
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         _put_shard(s3, [o for o in outcomes if o.processed], now)
         list(pool.map(lambda outcome: _record(ddb, outcome, now), outcomes))
 
@@ -168,7 +171,7 @@ def parse_body(body: str) -> Source:
     if event["detail-type"] != "Object Created":
         raise ValueError(f"unexpected detail-type {event['detail-type']!r}")
     detail, obj = event["detail"], event["detail"]["object"]
-    when = datetime.fromisoformat(event["time"].replace("Z", "+00:00")).astimezone(timezone.utc)
+    when = datetime.fromisoformat(event["time"].replace("Z", "+00:00")).astimezone(UTC)
     size = obj.get("size")
     return Source(
         bucket=detail["bucket"]["name"],
@@ -241,7 +244,9 @@ def _quarantine(s3: Any, source: Source, rejected: imaging.ImageRejected) -> str
         s3.copy(copy_source, source.bucket, key, ExtraArgs=extra)
     else:
         s3.copy_object(CopySource=copy_source, Bucket=source.bucket, Key=key, **extra)
-    log.warning("quarantined", image_id=source.image_id, reason=rejected.reason, detail=rejected.detail, quarantine_key=key)
+    log.warning(
+        "quarantined", image_id=source.image_id, reason=rejected.reason, detail=rejected.detail, quarantine_key=key
+    )
     return key
 
 
@@ -276,7 +281,12 @@ def _record(ddb: Any, outcome: Outcome, now: datetime) -> None:
         item = catalog.processed_item(outcome.source, {**_image_fields(outcome), **outcome.shard}, processed_at)
     elif outcome.rejected:
         item = catalog.rejected_item(
-            outcome.source, outcome.rejected.reason, outcome.rejected.detail, outcome.quarantine_key, outcome.sha256, processed_at
+            outcome.source,
+            outcome.rejected.reason,
+            outcome.rejected.detail,
+            outcome.quarantine_key,
+            outcome.sha256,
+            processed_at,
         )
     else:
         return

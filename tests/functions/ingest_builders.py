@@ -94,7 +94,10 @@ def encode(img: Image.Image, fmt: str = "JPEG", **params: Any) -> bytes:
 def catalog_items(ddb: Any) -> dict[str, dict[str, str | int]]:
     """The whole catalog table as plain dicts keyed by image_id."""
     items = ddb.scan(TableName=TABLE)["Items"]
-    return {item["image_id"]["S"]: {k: v.get("S", int(v["N"]) if "N" in v else None) for k, v in item.items()} for item in items}
+    return {
+        item["image_id"]["S"]: {k: v.get("S", int(v["N"]) if "N" in v else None) for k, v in item.items()}
+        for item in items
+    }
 
 
 def shard_keys(s3: Any) -> list[str]:

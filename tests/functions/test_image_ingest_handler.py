@@ -9,8 +9,6 @@ from typing import Any
 
 import pytest
 from botocore.awsrequest import AWSResponse
-from PIL import Image
-
 from ingest_builders import (
     PARTITION,
     PROCESSED_BUCKET,
@@ -28,6 +26,7 @@ from ingest_builders import (
     sqs_event,
     sqs_record,
 )
+from PIL import Image
 
 
 def _image_id(key: str, record: dict[str, Any]) -> str:
@@ -48,7 +47,9 @@ class _Raw:
         yield self._body
 
 
-def _fail_requests(client: Any, operation: str, status: int, code: str, times: int | None, url_part: str = "") -> list[str]:
+def _fail_requests(
+    client: Any, operation: str, status: int, code: str, times: int | None, url_part: str = ""
+) -> list[str]:
     """Answer `times` matching requests (None: all) with an S3 error before moto sees them."""
     calls: list[str] = []
 
@@ -81,7 +82,10 @@ def test_good_jpeg_and_png_are_packed_into_one_shard_and_catalogued(aws, ingest)
     assert len(shard_members(aws.s3, shard_key)) == 4
     items = catalog_items(aws.ddb)
     jpeg_item, png_item = items[_image_id(jpeg_key, jpeg_rec)], items[_image_id(png_key, png_rec)]
-    for item, fmt, size, out in ((jpeg_item, "JPEG", (1024, 768), (512, 384)), (png_item, "PNG", (300, 200), (300, 200))):
+    for item, fmt, size, out in (
+        (jpeg_item, "JPEG", (1024, 768), (512, 384)),
+        (png_item, "PNG", (300, 200), (300, 200)),
+    ):
         assert item["status"] == "PROCESSED"
         assert item["partition_date"] == PARTITION
         assert item["shard_key"] == shard_key
