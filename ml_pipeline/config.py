@@ -38,6 +38,7 @@ class IngestSettings:
     max_concurrency: int
     reserved_concurrency: Optional[int]
     max_receive_count: int
+    workers: int
     log_level: str
 
 
@@ -101,6 +102,7 @@ def _ingest(reader: ConfigReader) -> IngestSettings:
         max_concurrency=max_concurrency,
         reserved_concurrency=reserved or None,
         max_receive_count=reader.integer("ingestMaxReceiveCount", 5, minimum=1, maximum=1000),
+        workers=reader.integer("ingestWorkers", 4, minimum=1, maximum=16),
         log_level=reader.string("ingestLogLevel", "INFO", choices=LOG_LEVELS),
     )
 

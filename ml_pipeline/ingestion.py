@@ -63,6 +63,8 @@ def function_environment(args: ImageIngestionArgs) -> dict[str, pulumi.Input[str
         "MIN_DIMENSION": str(s.min_dimension),
         "ALLOWED_FORMATS": ",".join(s.allowed_formats),
         "LOG_LEVEL": s.log_level,
+        # Threads per invocation, so S3 reads overlap with decoding; each can hold a 60 MP image.
+        "WORKERS": str(s.workers),
     }
 
 

@@ -14,7 +14,14 @@ _KEY_USE = ["kms:Decrypt", "kms:DescribeKey", "kms:Encrypt", "kms:GenerateDataKe
 
 # Services that call KMS as themselves (a service principal or a service-linked role) rather than
 # through the caller's IAM permissions, and so must be named in the key policy.
-SERVICE_GRANTS = ("logs", "cloudwatch", "events", "ec2-fleet", "sns")
+SERVICE_GRANTS = ("logs", "cloudwatch", "events", "ec2-fleet")
+# Services that deliver into something encrypted with this key: (Sid, principal, source-account condition).
+# EventBridge's KMS requests carry no aws:SourceAccount/aws:SourceArn (AWS documents that these keys are
+# unsupported there), so a condition on its grant would drop every event silently.
+_DELIVERING_SERVICES = {
+    "cloudwatch": ("CloudWatchAlarms", "cloudwatch.amazonaws.com", True),  # alarms -> encrypted SNS topic
+    "events": ("EventBridge", "events.amazonaws.com", False),              # rule -> encrypted SQS queue
+}
 
 
 @dataclass(frozen=True)
@@ -70,27 +77,13 @@ def key_policy_statements(args: EncryptionKeyArgs) -> list[dict]:
         # DescribeKey carries no encryption context, so it cannot sit under the condition above.
         statements.append({"Sid": "CloudWatchLogsDescribe", "Effect": "Allow", "Principal": logs_principal,
                            "Action": "kms:DescribeKey", "Resource": "*"})
-    if "cloudwatch" in args.services:
-        # CloudWatch alarms publishing to an encrypted SNS topic.
-        statements.append({
-            "Sid": "CloudWatchAlarms", "Effect": "Allow",
-            "Principal": {"Service": "cloudwatch.amazonaws.com"},
-            "Action": ["kms:Decrypt", "kms:GenerateDataKey*"], "Resource": "*", "Condition": source_account,
-        })
-    if "events" in args.services:
-        # EventBridge delivering to an encrypted SQS queue or SNS topic.
-        statements.append({
-            "Sid": "EventBridge", "Effect": "Allow",
-            "Principal": {"Service": "events.amazonaws.com"},
-            "Action": ["kms:Decrypt", "kms:GenerateDataKey*"], "Resource": "*", "Condition": source_account,
-        })
-    if "sns" in args.services:
-        # SNS delivering from an encrypted topic to an encrypted SQS subscription.
-        statements.append({
-            "Sid": "Sns", "Effect": "Allow",
-            "Principal": {"Service": "sns.amazonaws.com"},
-            "Action": ["kms:Decrypt", "kms:GenerateDataKey*"], "Resource": "*", "Condition": source_account,
-        })
+    for service, (sid, principal, conditioned) in _DELIVERING_SERVICES.items():
+        if service in args.services:
+            statement = {"Sid": sid, "Effect": "Allow", "Principal": {"Service": principal},
+                         "Action": ["kms:Decrypt", "kms:GenerateDataKey*"], "Resource": "*"}
+            if conditioned:
+                statement["Condition"] = source_account
+            statements.append(statement)
     if "ec2-fleet" in args.services:
         # EC2 Fleet launches Spot instances with EBS volumes encrypted by this key as its service-linked
         # roles, which no IAM policy of ours can reach. Matching them by aws:PrincipalArn (not as

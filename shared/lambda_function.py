@@ -18,6 +18,14 @@ ARCHITECTURES = ("arm64", "x86_64")
 LOG_LEVELS = ("DEBUG", "INFO", "WARN", "ERROR")
 
 
+def function_archive(folder: str) -> pulumi.AssetArchive:
+    """The function's own modules only: no __pycache__ compiled by another Python, no build inputs."""
+    files = sorted(function_source(folder).glob("*.py"))
+    if not files:
+        raise FileNotFoundError(f"no Python modules in functions/{folder}")
+    return pulumi.AssetArchive({f.name: pulumi.FileAsset(str(f)) for f in files})
+
+
 def function_source(folder: str) -> Path:
     """The folder of a function's code under ``functions/``; it must exist (an archive of a missing
     path is accepted by a preview and fails only at deploy time)."""
@@ -111,7 +119,7 @@ class PythonFunction(pulumi.ComponentResource):
             description=args.description,
             runtime=RUNTIME,
             handler=args.handler,
-            code=pulumi.FileArchive(str(function_source(args.source_folder))),
+            code=function_archive(args.source_folder),
             role=self.role.arn,
             architectures=[args.architecture],
             memory_size=args.memory_mb,

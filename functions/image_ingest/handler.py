@@ -107,7 +107,7 @@ def _client(name: str) -> Any:
 
 @dataclass
 class Outcome:
-    """What happened to one source image; exactly one of processed/rejected/error is set."""
+    """What happened to one source image: processed or rejected, unless error says it failed."""
 
     source: Source
     sha256: str | None = None
@@ -230,13 +230,13 @@ def _quarantine(s3: Any, source: Source, rejected: imaging.ImageRejected) -> str
     copy_source = {"Bucket": source.bucket, "Key": source.key}
     if source.version_id:
         copy_source["VersionId"] = source.version_id
-    # S3 metadata travels as HTTP headers: ASCII only, so percent-encode what we don't control.
+    # User metadata travels as HTTP headers: ASCII, 2 KB in all. The source key is the quarantine
+    # key less the prefix, so only the reason, a short detail and the version are added.
     extra = {
         "MetadataDirective": "REPLACE",
         "Metadata": {
             "reject-reason": rejected.reason,
-            "reject-detail": quote(rejected.detail[:512], safe=" :/,.-_()<>=x"),
-            "source-key": quote(source.key, safe="/"),
+            "reject-detail": quote(rejected.detail[:200], safe=" :/,.-_()<>=x"),
             "source-version-id": source.version_id or "null",
         },
     }

@@ -198,3 +198,17 @@ def test_a_bad_config_value_fails_with_a_message_naming_the_key(projects, key, v
         runner.run(projects["ml-pipeline"], "dev", config_overrides={f"ml-pipeline:{key}": value})
     assert key in str(error.value) or "tags" in str(error.value)
     assert message in str(error.value)
+
+
+def test_the_function_zip_holds_exactly_the_functions_modules(pipeline_plan):
+    code = _inputs(pipeline_plan, "aws:lambda/function:Function", "ingest-fn")["code"]
+    assert set(code.assets) == {"handler.py", "imaging.py", "catalog.py", "shards.py", "jsonlog.py"}
+
+
+def test_eventbridge_may_use_the_queue_key_without_source_conditions(pipeline_plan):
+    # KMS requests made for EventBridge deliveries carry no aws:SourceAccount/SourceArn; a condition
+    # on this grant would make every delivery to the encrypted queue fail silently.
+    statements = _statements(pipeline_plan.one("aws:kms/key:Key", "data-key-key").inputs["policy"])
+    events = next(s for s in statements if s["Sid"] == "EventBridge")
+    assert events["Principal"] == {"Service": "events.amazonaws.com"} and "Condition" not in events
+    assert events["Action"] == ["kms:Decrypt", "kms:GenerateDataKey*"]

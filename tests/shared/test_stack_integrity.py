@@ -62,6 +62,8 @@ def test_every_archive_path_exists(plans):
             code = r.inputs.get("code")
             if isinstance(code, pulumi.FileArchive):
                 archives.append(Path(code.path))
+            elif isinstance(code, pulumi.AssetArchive):
+                archives.extend(Path(asset.path) for asset in code.assets.values())
     assert archives, "no archive found: the plan changed shape"
     for path in archives:
         assert path.exists(), path
