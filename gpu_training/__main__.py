@@ -39,11 +39,12 @@ storage = TrainingStorage("storage", TrainingStorageArgs(
     deletion_protection=cfg.deletion_protection,
 ))
 bucket_arns = [storage.training_data.arn, storage.artifacts.arn]
+read_only_bucket_arns = [pulumi.Output.concat("arn:", ctx.partition, ":s3:::", b) for b in cfg.read_only_bucket_names]
 
 network = TrainingNetwork("network", NetworkArgs(
     ctx=ctx, name_prefix=prefix, vpc_cidr=cfg.vpc_cidr, nat_mode=cfg.nat_mode,
     interface_endpoints=cfg.interface_endpoints, kms_key_arn=key.arn, log_retention_days=cfg.log_retention_days,
-    bucket_arns=bucket_arns, table_arn=storage.experiments.arn,
+    bucket_arns=bucket_arns, table_arn=storage.experiments.arn, read_only_bucket_arns=read_only_bucket_arns,
 ))
 
 training_logs = encrypted_log_group("training-logs", log_group_name=f"/mlplatform/{prefix}/training",
@@ -54,6 +55,7 @@ system_logs = encrypted_log_group("system-logs", log_group_name=f"/mlplatform/{p
 role = TrainingInstanceRole("instance", InstanceRoleArgs(
     ctx=ctx, fleet_name=prefix, bucket_arns=bucket_arns, table_arn=storage.experiments.arn, kms_key_arn=key.arn,
     log_group_arns=[training_logs.arn, system_logs.arn], metric_namespace=namespace, hparams_prefix=cfg.hparams_prefix,
+    read_only_bucket_arns=read_only_bucket_arns,
 ))
 
 hparams = HyperParameterStore("hparams", HyperParameterStoreArgs(

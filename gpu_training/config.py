@@ -70,6 +70,7 @@ class GpuTrainingConfig:
     # storage
     training_data_bucket_name: Optional[str]
     artifacts_bucket_name: Optional[str]
+    read_only_bucket_names: tuple[str, ...]
     glacier_after_days: int
     noncurrent_version_days: int
     deletion_protection: bool
@@ -97,6 +98,13 @@ def _hyperparameters(reader: ConfigReader) -> HyperParameters:
         raise ConfigError(f"config {reader.key('hyperparameters')}: learning_rate must be in (0, 10), batch_size "
                           f"and epochs >= 1; got {raw}")
     return hp
+
+
+_BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+
+
+def _check_bucket_name(value: str) -> Optional[str]:
+    return None if _BUCKET_NAME.match(value) and ".." not in value else f"{value!r} is not an S3 bucket name"
 
 
 def _check_prefix(value: str) -> bool:
@@ -133,6 +141,7 @@ def load() -> GpuTrainingConfig:
         metrics_interval_s=reader.integer("metricsIntervalSeconds", 60, allowed=(10, 30, 60, 120, 300)),
         training_data_bucket_name=reader.optional_string("trainingDataBucketName"),
         artifacts_bucket_name=reader.optional_string("artifactsBucketName"),
+        read_only_bucket_names=tuple(reader.string_list("readOnlyBucketNames", [], item_check=_check_bucket_name)),
         glacier_after_days=reader.integer("glacierAfterDays", 30, minimum=1, maximum=3650),
         noncurrent_version_days=reader.integer("noncurrentVersionDays", 30, minimum=1, maximum=3650),
         deletion_protection=reader.boolean("deletionProtection", False),

@@ -25,12 +25,18 @@ class InstanceRoleArgs:
     hparams_prefix: str
     # Documents the fleet may run on its own members (for example to launch a distributed job).
     send_command_documents: Sequence[str] = field(default_factory=lambda: ("AWS-RunShellScript",))
+    read_only_bucket_arns: Sequence[pulumi.Input[str]] = field(default_factory=tuple)
 
 
 def instance_policy_statements(args: InstanceRoleArgs) -> list[dict]:
     ctx = args.ctx
     hparams = args.hparams_prefix.lstrip("/")
+    shared_data = [
+        iam.allow(["s3:ListBucket"], list(args.read_only_bucket_arns), sid="ListReadOnlyBuckets"),
+        iam.allow(["s3:GetObject"], [iam.objects_in(b) for b in args.read_only_bucket_arns], sid="ReadOnlyObjects"),
+    ] if args.read_only_bucket_arns else []
     return [
+        *shared_data,
         iam.allow(["s3:ListBucket", "s3:GetBucketLocation"], list(args.bucket_arns), sid="ListStackBuckets"),
         iam.allow(["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"],
                   [iam.objects_in(b) for b in args.bucket_arns], sid="ReadWriteStackObjects"),

@@ -36,6 +36,8 @@ class NetworkArgs:
     log_retention_days: int
     bucket_arns: Sequence[pulumi.Input[str]] = field(default_factory=tuple)
     table_arn: Optional[pulumi.Input[str]] = None
+    # Buckets of other stacks the instances read (the pipeline's processed shards).
+    read_only_bucket_arns: Sequence[pulumi.Input[str]] = field(default_factory=tuple)
 
     def __post_init__(self) -> None:
         if self.nat_mode not in ("single", "per-az"):
@@ -51,7 +53,11 @@ def _s3_endpoint_policy(args: NetworkArgs) -> pulumi.Output[str]:
         f"amazon-ssm-packages-{v[1]}", f"{v[1]}-birdwatcher-prod", f"aws-ssm-document-attachments-{v[1]}",
         f"patch-baseline-snapshot-{v[1]}", f"prod-{v[1]}-starport-layer-bucket")])
     in_account = {"StringEquals": {"aws:PrincipalAccount": ctx.account_id}}
-    return iam.document([
+    shared_data = [{"Sid": "ReadOnlyBuckets", "Effect": "Allow", "Principal": "*",
+                    "Action": ["s3:GetObject", "s3:ListBucket"],
+                    "Resource": [*args.read_only_bucket_arns, *(iam.objects_in(b) for b in args.read_only_bucket_arns)],
+                    "Condition": in_account}] if args.read_only_bucket_arns else []
+    return iam.document([*shared_data,
         {"Sid": "StackBuckets", "Effect": "Allow", "Principal": "*",
          "Action": ["s3:GetObject", "s3:PutObject", "s3:ListBucket", "s3:GetBucketLocation",
                     "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"],

@@ -247,3 +247,17 @@ def test_a_bad_config_value_fails_with_a_message_naming_the_key(projects, key, v
     with pytest.raises(ConfigError) as error:
         runner.run(projects["gpu-training"], "dev", config_overrides={f"gpu-training:{key}": value})
     assert f"gpu-training:{key}" in str(error.value) and message in str(error.value)
+
+
+def test_buckets_of_other_stacks_can_be_made_readable_through_role_and_endpoint(projects, gpu_plan):
+    assert "ReadOnlyBuckets" not in gpu_plan.one("aws:ec2/vpcEndpoint:VpcEndpoint", "network-s3").inputs["policy"]
+    plan = runner.run(projects["gpu-training"], "dev",
+                      config_overrides={"gpu-training:readOnlyBucketNames": '["ml-pipeline-dev-processed-x"]'})
+    endpoint = {s["Sid"]: s for s in _statements(plan.one("aws:ec2/vpcEndpoint:VpcEndpoint", "network-s3").inputs["policy"])}
+    assert endpoint["ReadOnlyBuckets"]["Action"] == ["s3:GetObject", "s3:ListBucket"]
+    assert "arn:aws:s3:::ml-pipeline-dev-processed-x/*" in endpoint["ReadOnlyBuckets"]["Resource"]
+    role = {s["Sid"]: s for s in _statements(plan.one("aws:iam/rolePolicy:RolePolicy", "instance-policy").inputs["policy"])}
+    assert role["ReadOnlyObjects"] == {"Effect": "Allow", "Action": ["s3:GetObject"], "Sid": "ReadOnlyObjects",
+                                       "Resource": ["arn:aws:s3:::ml-pipeline-dev-processed-x/*"]}
+    with pytest.raises(ConfigError, match="readOnlyBucketNames"):
+        runner.run(projects["gpu-training"], "dev", config_overrides={"gpu-training:readOnlyBucketNames": '["Bad_Name"]'})
