@@ -39,7 +39,7 @@ storage = TrainingStorage("storage", TrainingStorageArgs(
     deletion_protection=cfg.deletion_protection,
 ))
 bucket_arns = [storage.training_data.arn, storage.artifacts.arn]
-read_only_bucket_arns = [pulumi.Output.concat("arn:", ctx.partition, ":s3:::", b) for b in cfg.read_only_bucket_names]
+read_only_bucket_arns = [ctx.bucket_arn(name) for name in cfg.read_only_bucket_names]
 
 network = TrainingNetwork("network", NetworkArgs(
     ctx=ctx, name_prefix=prefix, vpc_cidr=cfg.vpc_cidr, nat_mode=cfg.nat_mode,

@@ -63,6 +63,7 @@ class GpuTrainingConfig:
     root_volume_gb: int
     root_device_name: str
     create_service_linked_roles: bool
+    rebalance_termination_delay_s: int
     checkpoint_dir: str
     checkpoint_hook: str
     install_driver_if_missing: bool
@@ -104,11 +105,26 @@ _BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 
 
 def _check_bucket_name(value: str) -> Optional[str]:
-    return None if _BUCKET_NAME.match(value) and ".." not in value else f"{value!r} is not an S3 bucket name"
+    """A bucket name, where {account} and {region} stand for the stack's (filled in at deploy)."""
+    try:
+        name = value.format(account="123456789012", region="us-east-1")
+    except (KeyError, IndexError, ValueError):
+        return f"{value!r}: only {{account}} and {{region}} may appear in braces"
+    return None if _BUCKET_NAME.match(name) and ".." not in name else f"{value!r} is not an S3 bucket name"
 
 
 def _check_prefix(value: str) -> bool:
     return value.startswith("/") and not value.endswith("/") and not value.lower().startswith(("/aws", "/ssm"))
+
+
+def warn_about_volta(instance_types: tuple[str, ...], ami_id: Optional[str]) -> Optional[str]:
+    """p3 (Volta) on the default Deep Learning AMI: its open-source driver modules do not drive Volta."""
+    volta = [t for t in instance_types if t.startswith("p3")]
+    if volta and ami_id is None:
+        return (f"{', '.join(volta)}: current Deep Learning AMIs do not support Volta GPUs; each boot installs a "
+                "driver that does and reboots once. Set amiId to an image with an R580-or-older proprietary "
+                "driver, or add g5/g6 types to instanceTypes (see README).")
+    return None
 
 
 def load() -> GpuTrainingConfig:
@@ -117,6 +133,11 @@ def load() -> GpuTrainingConfig:
     ami_id = reader.optional_string("amiId")
     if ami_id is not None and not (ami_id.startswith("ami-") and len(ami_id) in (12, 21)):
         raise ConfigError(f"config {reader.key('amiId')}: must look like ami-0123456789abcdef0; got {ami_id!r}")
+    instance_types = tuple(reader.string_list("instanceTypes", ["p3.2xlarge"], min_items=1,
+                                              item_check=check_gpu_instance_type))
+    warning = warn_about_volta(instance_types, ami_id)
+    if warning:
+        pulumi.log.warn(warning)
     checkpoint_dir = reader.string("checkpointDir", "/opt/ml/checkpoints", check=lambda v: v.startswith("/"),
                                    expected="an absolute path")
     return GpuTrainingConfig(
@@ -125,8 +146,7 @@ def load() -> GpuTrainingConfig:
         vpc_cidr=reader.cidr("vpcCidr", "10.20.0.0/16", min_prefix=16, max_prefix=22),
         nat_mode=reader.string("natMode", "single", choices=("single", "per-az")),
         interface_endpoints=reader.boolean("interfaceEndpoints", False),
-        instance_types=tuple(reader.string_list("instanceTypes", ["p3.2xlarge"], min_items=1,
-                                                item_check=check_gpu_instance_type)),
+        instance_types=instance_types,
         target_capacity=reader.integer("targetCapacity", 6, minimum=1, maximum=100),
         ami_id=ami_id,
         ami_parameter=reader.string("amiParameter", DLAMI_PARAMETER, check=lambda v: v.startswith("/aws/service/"),
@@ -135,6 +155,7 @@ def load() -> GpuTrainingConfig:
         root_device_name=reader.string("rootDeviceName", "/dev/sda1", check=lambda v: v.startswith("/dev/"),
                                        expected="a device name such as /dev/sda1"),
         create_service_linked_roles=reader.boolean("createServiceLinkedRoles", False),
+        rebalance_termination_delay_s=reader.integer("rebalanceTerminationDelaySeconds", 600, minimum=120, maximum=7200),
         checkpoint_dir=checkpoint_dir,
         checkpoint_hook=reader.string("checkpointHook", ""),
         install_driver_if_missing=reader.boolean("installDriverIfMissing", True),

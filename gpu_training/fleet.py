@@ -14,6 +14,7 @@ import pulumi
 import pulumi_aws as aws
 
 from gpu_training.instance_role import FLEET_TAG_KEY
+from gpu_training.user_data import compress
 
 
 def resolve_image_id(ami_id: Optional[str], public_parameter: str) -> pulumi.Input[str]:
@@ -41,12 +42,15 @@ class GpuFleetArgs:
     # the launch template's own tags).
     instance_tags: Mapping[str, str] = field(default_factory=dict)
     create_service_linked_roles: bool = False
+    rebalance_termination_delay_s: int = 600
 
     def __post_init__(self) -> None:
         if self.target_capacity < 1:
             raise ValueError(f"GpuFleetArgs.target_capacity must be >= 1, got {self.target_capacity}")
         if not self.instance_types:
             raise ValueError("GpuFleetArgs.instance_types must name at least one instance type")
+        if not 120 <= self.rebalance_termination_delay_s <= 7200:
+            raise ValueError("GpuFleetArgs.rebalance_termination_delay_s must be 120 to 7200 (EC2 Fleet's range)")
         if len(self.instance_types) * len(self.subnet_ids) > 300:
             raise ValueError("GpuFleetArgs: instance types x subnets exceeds EC2 Fleet's 300 overrides")
 
@@ -86,8 +90,8 @@ class GpuFleet(pulumi.ComponentResource):
                     kms_key_id=args.kms_key_arn, delete_on_termination="true"),
             )],
             monitoring=aws.ec2.LaunchTemplateMonitoringArgs(enabled=True),
-            user_data=pulumi.Output.from_input(args.user_data).apply(
-                lambda text: base64.b64encode(text.encode()).decode()),
+            # gzip'd: cloud-init unpacks it, and EC2's 16 KB limit applies to the compressed bytes.
+            user_data=pulumi.Output.from_input(args.user_data).apply(lambda text: base64.b64encode(compress(text)).decode()),
             tag_specifications=[
                 aws.ec2.LaunchTemplateTagSpecificationArgs(resource_type=kind, tags=instance_tags)
                 for kind in ("instance", "volume", "network-interface")
@@ -114,10 +118,13 @@ class GpuFleet(pulumi.ComponentResource):
             spot_options=aws.ec2.FleetSpotOptionsArgs(
                 allocation_strategy="price-capacity-optimized",
                 instance_interruption_behavior="terminate",
-                # Launch a replacement as soon as EC2 signals elevated interruption risk.
+                # On a rebalance recommendation launch a replacement, then terminate the at-risk instance
+                # after the delay (its watcher checkpoints meanwhile). Plain "launch" never terminates
+                # it, so a maintain fleet would creep above target and run out of Spot quota.
                 maintenance_strategies=aws.ec2.FleetSpotOptionsMaintenanceStrategiesArgs(
                     capacity_rebalance=aws.ec2.FleetSpotOptionsMaintenanceStrategiesCapacityRebalanceArgs(
-                        replacement_strategy="launch")),
+                        replacement_strategy="launch-before-terminate",
+                        termination_delay=args.rebalance_termination_delay_s)),
             ),
             replace_unhealthy_instances=True,
             excess_capacity_termination_policy="termination",

@@ -182,6 +182,9 @@ class TrainingNetwork(pulumi.ComponentResource):
         aws.iam.RolePolicy(f"{name}-flow-logs-policy", role=role.id, policy=iam.document([
             iam.allow(["logs:CreateLogStream", "logs:DescribeLogStreams", "logs:PutLogEvents"],
                       [log_group.arn, pulumi.Output.concat(log_group.arn, ":*")], sid="FlowLogGroup"),
+            # In AWS's documented flow-log role; it lists log groups and cannot be scoped to one.
+            iam.unscoped(["logs:DescribeLogGroups"], sid="FlowLogDescribe",
+                         why="DescribeLogGroups has no resource-level permissions"),
         ]), opts=child)
         aws.ec2.FlowLog(f"{name}-flow-log", vpc_id=vpc.id, traffic_type="ALL", log_destination_type="cloud-watch-logs",
                         log_destination=log_group.arn, iam_role_arn=role.arn, max_aggregation_interval=60, opts=child)

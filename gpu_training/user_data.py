@@ -8,6 +8,7 @@ EC2's 16 KiB user_data limit.
 from __future__ import annotations
 
 import base64
+import gzip
 import io
 import json
 import re
@@ -20,7 +21,7 @@ INSTANCE_DIR = Path(__file__).resolve().parent / "instance"
 TEMPLATE = INSTANCE_DIR / "user_data.sh.tpl"
 # (file name, mode) of what is unpacked into /opt/mlplatform/ on the instance.
 INSTANCE_FILES = (("mlp_common.py", 0o644), ("gpu_metrics.py", 0o755), ("spot_watcher.py", 0o755))
-MAX_USER_DATA_BYTES = 16384  # EC2's limit on user_data before base64 encoding
+MAX_USER_DATA_BYTES = 16384  # EC2's limit on user_data before base64 encoding (here: after gzip)
 # Only installed where the AMI's python3 lacks boto3; 1.35 is the last line supporting Python 3.8.
 BOTO3_REQUIREMENT = "boto3==1.35.99"
 BOOTSTRAP_LOG = "/var/log/mlplatform-bootstrap.log"
@@ -217,7 +218,13 @@ def render_user_data(p: UserDataParams) -> str:
     slots = {"PARAMS": assignments, "HOOK": p.checkpoint_hook.strip("\n"), "FILES": blob}
     # One pass, so text inside the hook is never taken for a slot.
     script = re.sub(r"#@@(PARAMS|HOOK|FILES)@@", lambda m: slots[m.group(1)], TEMPLATE.read_text())
-    size = len(script.encode())
+    size = len(compress(script))
     if size > MAX_USER_DATA_BYTES:
-        raise ValueError(f"rendered user_data is {size} bytes; EC2 allows {MAX_USER_DATA_BYTES}")
+        raise ValueError(f"rendered user_data is {size} bytes gzip'd; EC2 allows {MAX_USER_DATA_BYTES}")
     return script
+
+
+def compress(script: str) -> bytes:
+    """What the launch template carries: cloud-init recognises gzip'd user_data and unpacks it, so
+    EC2's 16 KB limit applies to these bytes. Reproducible (no timestamp in the header)."""
+    return gzip.compress(script.encode(), compresslevel=9, mtime=0)

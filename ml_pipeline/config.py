@@ -87,7 +87,8 @@ def _ingest(reader: ConfigReader) -> IngestSettings:
         quarantine_prefix=quarantine_prefix,
         shard_prefix=reader.string("shardPrefix", "shards/", **prefix_rule),
         target_size=reader.integer("trainingImageSize", 512, minimum=32, maximum=4096),
-        jpeg_quality=reader.integer("jpegQuality", 90, minimum=50, maximum=100),
+        # Pillow advises against quality above 95 and the function refuses it at start-up.
+        jpeg_quality=reader.integer("jpegQuality", 90, minimum=50, maximum=95),
         max_input_mb=reader.integer("maxImageMb", 50, minimum=1, maximum=500),
         max_megapixels=reader.integer("maxImageMegapixels", 60, minimum=1, maximum=200),
         min_dimension=reader.integer("minImageDimension", 32, minimum=1, maximum=4096),

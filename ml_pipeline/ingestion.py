@@ -81,8 +81,7 @@ def function_statements(args: ImageIngestionArgs, queue_arn: pulumi.Input[str]) 
                   [queue_arn], sid="IngestQueue"),
         # S3 objects and the queue are encrypted with the data key, the catalog with the metadata key.
         iam.allow(["kms:Decrypt", "kms:GenerateDataKey"], [args.data_key_arn], sid="DataKey"),
-        iam.allow(["kms:Decrypt", "kms:DescribeKey", "kms:Encrypt", "kms:GenerateDataKey"], [args.metadata_key_arn],
-                  sid="MetadataKey"),
+        iam.allow(["kms:Decrypt", "kms:DescribeKey", "kms:GenerateDataKey"], [args.metadata_key_arn], sid="MetadataKey"),
     ]
 
 

@@ -30,5 +30,11 @@ class AwsContext:
             lambda v: f"arn:{v[0]}:{service}:{v[1] if regional else ''}:{v[2] if account else ''}:{resource}"
         )
 
+    def bucket_arn(self, name_template: str) -> pulumi.Output[str]:
+        """ARN of a bucket named with optional {account} and {region} placeholders (bucket names of
+        other stacks, which append them to be globally unique)."""
+        return pulumi.Output.all(self.partition, self.account_id, self.region).apply(
+            lambda v: f"arn:{v[0]}:s3:::{name_template.format(account=v[1], region=v[2])}")
+
     def root_principal(self) -> pulumi.Output[str]:
         return pulumi.Output.all(self.partition, self.account_id).apply(lambda v: f"arn:{v[0]}:iam::{v[1]}:root")

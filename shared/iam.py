@@ -83,4 +83,5 @@ NO_RESOURCE_LEVEL_ACTIONS = frozenset({
     "ec2:DescribeTags",
     "ec2:DescribeVolumes",
     "ec2messages:GetMessages",
+    "logs:DescribeLogGroups",
 })

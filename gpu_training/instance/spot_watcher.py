@@ -1,6 +1,11 @@
 #!/usr/bin/env python3
 """Watch IMDSv2 for a Spot interruption notice; on one, save and upload checkpoints, then exit 0.
 
+A rebalance recommendation (meta-data/events/recommendations/rebalance) comes first when EC2 sees
+elevated risk: the fleet (launch-before-terminate) then starts a replacement and terminates this
+instance after its delay, with no interruption notice. On one the watcher checkpoints at once,
+publishes SpotRebalanceRecommendations, keeps watching, and syncs once more when stopped.
+
 Polls /latest/meta-data/spot/instance-action every few seconds (404 = no notice). On a notice it
 logs it, publishes SpotInterruptionNotices=1 {FleetName}, runs the checkpoint hook (bounded well
 inside the two-minute warning; a failing hook is logged and the sync still runs), and uploads the
@@ -80,17 +85,23 @@ def sync_checkpoints(s3, local_dir, bucket, prefix, state_file):
     return failures
 
 
-def handle_notice(notice, s, instance):
-    log.warning("SPOT INTERRUPTION NOTICE for %s: %s", instance, notice)
+def handle_notice(notice, s, instance, metric="SpotInterruptionNotices"):
+    log.warning("%s for %s: %s", "SPOT INTERRUPTION NOTICE" if metric == "SpotInterruptionNotices"
+                else "SPOT REBALANCE RECOMMENDATION", instance, notice)
     fleet = s["FLEET_NAME"]
     try:
-        datum = {"MetricName": "SpotInterruptionNotices", "Value": 1, "Unit": "Count",
+        datum = {"MetricName": metric, "Value": 1, "Unit": "Count",
                  "Dimensions": [{"Name": "FleetName", "Value": fleet}]}  # fmt: skip
         client("cloudwatch", s).put_metric_data(Namespace=s["METRIC_NAMESPACE"], MetricData=[datum])
     except Exception as e:  # the checkpoint matters more than the metric
         log.error("PutMetricData failed: %s", e)
     env = dict(os.environ, SPOT_INSTANCE_ACTION=notice, CHECKPOINT_DIR=s["CHECKPOINT_DIR"])
     run_hook(s.get("CHECKPOINT_HOOK", HOOK_FILE), float(s.get("CHECKPOINT_HOOK_TIMEOUT_S") or 60), env)
+    return sync(s, instance)
+
+
+def sync(s, instance):
+    fleet = s["FLEET_NAME"]
     prefix = "checkpoints/%s/%s/" % (fleet, instance)
     state_file = os.path.join(s.get("MLP_STATE_DIR") or STATE_DIR, "checkpoint-sync.json")
     if not os.path.isdir(s["CHECKPOINT_DIR"]):
@@ -119,18 +130,32 @@ def main(argv=None):
     stop = threading.Event()
     previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())  # systemd stop: leave the loop, exit 0
     log.info("watching for Spot interruption notices on %s", instance)
+
+    def poll(path):
+        try:
+            return imds.get(path)
+        except Exception as e:  # IMDS blips must not stop the watch
+            log.warning("IMDS poll failed: %s", e)
+            return None
+
+    rebalanced = False
     try:
         while not stop.is_set():
-            try:
-                notice = imds.get("meta-data/spot/instance-action")
-            except Exception as e:  # IMDS blips must not stop the watch
-                log.warning("IMDS poll failed: %s", e)
-                notice = None
+            notice = poll("meta-data/spot/instance-action")
             if notice:
                 return handle_notice(notice, s, instance)
+            if not rebalanced:
+                recommendation = poll("meta-data/events/recommendations/rebalance")
+                if recommendation:
+                    rebalanced = True  # once: the recommendation stays until the instance goes
+                    handle_notice(recommendation, s, instance, metric="SpotRebalanceRecommendations")
             if args.once:
                 break
             stop.wait(args.poll_interval)
+        if rebalanced and stop.is_set():
+            # Stopped after a recommendation: most likely the fleet terminating this instance.
+            log.warning("stopping after a rebalance recommendation: final checkpoint sync")
+            return sync(s, instance)
         return 0
     finally:
         signal.signal(signal.SIGTERM, previous)

@@ -33,16 +33,22 @@ log "starting: stack ${STACK}, fleet ${FLEET_NAME}, region ${REGION}"
 INSTANCE_ID=$(retry imds meta-data/instance-id)
 log "instance ${INSTANCE_ID} ($(imds meta-data/instance-type))"
 
-# 1. NVIDIA driver, only where the AMI lacks one. A failed install does not stop the bootstrap: the
-# services below still start and gpu-metrics reports HealthyGpuCount=0, which alarms.
+# 1. NVIDIA driver, only where the AMI lacks one that drives this GPU (current DLAMIs ship open kernel
+# modules, which do not drive Volta/p3). A failed install does not stop the bootstrap: the services
+# below still start and gpu-metrics reports the errors, which alarm.
+NEEDS_REBOOT=0
 if nvidia-smi -L >/dev/null 2>&1; then
   log "NVIDIA driver present: $(nvidia-smi -L | wc -l) GPU(s)"
 elif ((INSTALL_DRIVER_IF_MISSING == 1)); then
-  log "nvidia-smi fails: installing the NVIDIA server driver"
-  if apt_install ubuntu-drivers-common && retry ubuntu-drivers install --gpgpu && modprobe nvidia && nvidia-smi -L; then
-    log "NVIDIA driver installed"
+  log "nvidia-smi fails: installing the driver ubuntu-drivers recommends for this GPU"
+  if apt_install ubuntu-drivers-common && retry ubuntu-drivers install --gpgpu; then
+    if modprobe nvidia && nvidia-smi -L; then
+      log "NVIDIA driver installed"
+    else
+      NEEDS_REBOOT=1  # another driver's module is still loaded: the new one loads on the next boot
+    fi
   else
-    log "ERROR: NVIDIA driver install failed or needs a reboot; GPU metrics will report errors"
+    log "ERROR: NVIDIA driver install failed; GPU metrics will report errors"
   fi
 else
   log "ERROR: nvidia-smi fails and install_driver_if_missing is off; GPU metrics will report errors"
@@ -136,4 +142,13 @@ unit mlplatform-spot-watcher "mlplatform Spot interruption watcher" spot_watcher
 systemctl daemon-reload
 systemctl enable mlplatform-gpu-metrics.service mlplatform-spot-watcher.service
 systemctl restart mlplatform-gpu-metrics.service mlplatform-spot-watcher.service
+if ((NEEDS_REBOOT == 1)); then
+  if [[ -e /var/lib/mlplatform/driver-reboot ]]; then
+    log "ERROR: the NVIDIA driver still does not load after a reboot; GPU metrics will report errors"
+  else
+    touch /var/lib/mlplatform/driver-reboot  # once only: never a reboot loop
+    log "rebooting once so the new NVIDIA driver loads"
+    systemctl --no-block reboot
+  fi
+fi
 log "done"

@@ -1,5 +1,6 @@
 """gpu-training under mocks: one test per requirement of the stack, on the recorded inputs."""
 import base64
+import gzip
 import json
 
 import pytest
@@ -100,6 +101,9 @@ def test_the_fleet_keeps_six_spot_p3_instances_across_the_three_subnets(gpu_plan
     assert target["defaultTargetCapacityType"] == "spot" and target["totalTargetCapacity"] == 6
     assert target["spotTargetCapacity"] == 6 and target["onDemandTargetCapacity"] == 0
     assert fleet["spotOptions"]["allocationStrategy"] == "price-capacity-optimized"
+    # "launch" alone never terminates the at-risk instance: the fleet would creep above target.
+    assert fleet["spotOptions"]["maintenanceStrategies"]["capacityRebalance"] == {
+        "replacementStrategy": "launch-before-terminate", "terminationDelay": 600}
     overrides = fleet["launchTemplateConfigs"][0]["overrides"]
     assert {o["instanceType"] for o in overrides} == {"p3.2xlarge"}
     assert sorted(o["subnetId"] for o in overrides) == sorted(gpu_plan.outputs["private_subnet_ids"])
@@ -136,12 +140,13 @@ def test_the_image_is_the_latest_deep_learning_ami_unless_config_names_one(gpu_p
 
 
 def test_user_data_is_the_rendered_bootstrap_for_this_stack(gpu_plan):
-    script = base64.b64decode(gpu_plan.one("aws:ec2/launchTemplate:LaunchTemplate", "gpu-lt").inputs["userData"]).decode()
+    raw = base64.b64decode(gpu_plan.one("aws:ec2/launchTemplate:LaunchTemplate", "gpu-lt").inputs["userData"])
+    assert len(raw) <= 16384 and raw[:2] == b"\x1f\x8b", "gzip'd user_data within EC2's limit"
+    script = gzip.decompress(raw).decode()
     assert script.startswith("#!/bin/bash")
     for expected in ("MLPlatform/gpu-training-dev", "/mlplatform/gpu-training-dev/training",
                      gpu_plan.outputs["artifacts_bucket_name"], "/ml/hparams/dev"):
         assert expected in script
-    assert len(script.encode()) <= 16384
 
 
 # -- storage ----------------------------------------------------------------------------------
@@ -259,5 +264,16 @@ def test_buckets_of_other_stacks_can_be_made_readable_through_role_and_endpoint(
     role = {s["Sid"]: s for s in _statements(plan.one("aws:iam/rolePolicy:RolePolicy", "instance-policy").inputs["policy"])}
     assert role["ReadOnlyObjects"] == {"Effect": "Allow", "Action": ["s3:GetObject"], "Sid": "ReadOnlyObjects",
                                        "Resource": ["arn:aws:s3:::ml-pipeline-dev-processed-x/*"]}
+    templated = runner.run(projects["gpu-training"], "dev", config_overrides={
+        "gpu-training:readOnlyBucketNames": '["ml-pipeline-dev-processed-{account}-{region}"]'})
+    role = json.dumps(_statements(templated.one("aws:iam/rolePolicy:RolePolicy", "instance-policy").inputs["policy"]))
+    assert "arn:aws:s3:::ml-pipeline-dev-processed-123456789012-us-east-1/*" in role
     with pytest.raises(ConfigError, match="readOnlyBucketNames"):
         runner.run(projects["gpu-training"], "dev", config_overrides={"gpu-training:readOnlyBucketNames": '["Bad_Name"]'})
+
+
+def test_p3_on_the_default_ami_is_warned_about_but_deploys():
+    from gpu_training.config import warn_about_volta
+    assert "Volta" in warn_about_volta(("p3.2xlarge", "g5.2xlarge"), None)
+    assert warn_about_volta(("p3.2xlarge",), "ami-0123456789abcdef0") is None
+    assert warn_about_volta(("g5.2xlarge",), None) is None

@@ -203,3 +203,28 @@ def test_sigterm_exits_0(tmp_path):
         assert proc.wait(timeout=10) == 0
         proc.stderr.close()
     assert imds.action_polls >= 2
+
+
+def test_rebalance_recommendation_checkpoints_and_keeps_watching_until_the_notice(aws, checkpoints, tmp_path, monkeypatch):
+    # GIVEN a rebalance recommendation at once, and the interruption notice only after several polls
+    s3, cw = aws
+    monkeypatch.setenv("MLP_STATE_DIR", str(tmp_path / "state"))
+    runs = tmp_path / "hook-runs"
+    hook_file(tmp_path, f'echo run >> {runs}\n')
+    with FakeImds(instance_id=INSTANCE, notice=NOTICE, notice_after=3,
+                  rebalance={"noticeTime": "2024-05-01T12:00:00Z"}) as imds:
+        # WHEN the watcher runs
+        rc = watch(imds, checkpoints, tmp_path)
+    # THEN it checkpointed on the recommendation, kept polling, and checkpointed again on the notice
+    assert rc == 0
+    assert runs.read_text().splitlines() == ["run", "run"]
+    assert set(uploaded(s3)) == {PREFIX + "epoch-3/model.pt", PREFIX + "epoch-3/optimizer.pt", PREFIX + "latest"}
+    rebalance_polls = [r for r in imds.requests if r[1].endswith("recommendations/rebalance")]
+    assert rebalance_polls == [("GET", "/latest/meta-data/events/recommendations/rebalance", 200)]
+    assert len([r for r in imds.requests if r[1].endswith("instance-action")]) == 4
+    now = datetime.datetime.now(datetime.timezone.utc)
+    points = cw.get_metric_statistics(
+        Namespace=NAMESPACE, MetricName="SpotRebalanceRecommendations", Statistics=["Sum"], Period=60,
+        Dimensions=[{"Name": "FleetName", "Value": FLEET}],
+        StartTime=now - datetime.timedelta(minutes=5), EndTime=now + datetime.timedelta(minutes=5))["Datapoints"]
+    assert [p["Sum"] for p in points] == [1.0]

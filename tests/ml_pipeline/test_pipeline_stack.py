@@ -185,7 +185,7 @@ def test_the_layer_the_plan_uploads_is_built_for_the_functions_architecture(pipe
     ("ingestBatchWindowSeconds", "0", "must be >= 1 when"),
     ("quarantinePrefix", "incoming/bad/", "must not overlap"),
     ("rawPrefix", "/incoming", "ending in /"),
-    ("jpegQuality", "101", "between 50 and 100"),
+    ("jpegQuality", "96", "between 50 and 95"),
     ("allowedImageFormats", '["GIF"]', "not one of"),
     ("ingestArchitecture", "arm", "arm64, x86_64"),
     ("rawGlacierDays", "10", "between 31 and 3650"),

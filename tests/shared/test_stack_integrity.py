@@ -100,3 +100,15 @@ def test_prod_stack_files_run_too(projects, gpu_plan, project):
     plan = runner.run(projects[project], "prod",
                       stack_outputs={"organization/gpu-training/prod": gpu_plan.outputs})
     assert plan.error is None and len(plan.resources) > 40
+
+
+def test_prod_stacks_agree_on_the_cross_stack_bucket(projects, gpu_plan):
+    """The pipeline's prod grant is only usable if gpu-training's prod network and role let the reads out."""
+    from offline import runner
+    gpu = runner.run(projects["gpu-training"], "prod")
+    pipeline = runner.run(projects["ml-pipeline"], "prod", stack_outputs={"organization/gpu-training/prod": gpu.outputs})
+    processed = pipeline.outputs["processed_bucket_name"]
+    endpoint = gpu.one("aws:ec2/vpcEndpoint:VpcEndpoint", "network-s3").inputs["policy"]
+    role = gpu.one("aws:iam/rolePolicy:RolePolicy", "instance-policy").inputs["policy"]
+    assert f"arn:aws:s3:::{processed}/*" in endpoint and f"arn:aws:s3:::{processed}/*" in role
+    assert gpu.outputs["instance_role_arn"] in pipeline.one("aws:s3/bucketPolicy:BucketPolicy", "lake-processed-policy").inputs["policy"]

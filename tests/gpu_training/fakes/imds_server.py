@@ -13,8 +13,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
 class FakeImds:
-    def __init__(self, instance_id="i-0123456789abcdef0", notice=None, notice_after=1):
+    def __init__(self, instance_id="i-0123456789abcdef0", notice=None, notice_after=1, rebalance=None):
         self.instance_id = instance_id
+        self.rebalance = rebalance  # body of events/recommendations/rebalance, or None for 404
         self.notice = notice
         self.notice_after = notice_after
         self.tokens: dict[str, float] = {}  # token -> expiry (monotonic)
@@ -55,6 +56,8 @@ class FakeImds:
                     if fake.notice is None or fake.action_polls <= fake.notice_after:
                         return self._send(404)
                     return self._send(200, json.dumps(fake.notice))
+                if self.path == "/latest/meta-data/events/recommendations/rebalance" and fake.rebalance:
+                    return self._send(200, json.dumps(fake.rebalance))
                 self._send(404)
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
