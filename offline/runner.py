@@ -10,7 +10,7 @@ import json
 import runpy
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any, Callable, Mapping, Optional
 
 import pulumi
 import yaml
@@ -102,23 +102,37 @@ def run(
             config.pop(key, None)
         else:
             config[key] = value
-    region = config.get("aws:region", DEFAULT_REGION)
+    return run_callable(lambda: runpy.run_path(str(project.program), run_name="__main__"), project.name, stack,
+                        config=config, stack_outputs=stack_outputs, raise_errors=raise_errors)
 
+
+def run_callable(
+    program: Callable[[], Any],
+    project: str = "components",
+    stack: str = "test",
+    *,
+    config: Optional[Mapping[str, str]] = None,
+    stack_outputs: Optional[Mapping[str, Mapping[str, Any]]] = None,
+    raise_errors: bool = True,
+) -> Plan:
+    """Run any callable as a Pulumi program under fresh recording mocks (a component test builds one
+    component this way)."""
+    config = dict(config or {})
+    region = config.get("aws:region", DEFAULT_REGION)
     asyncio.set_event_loop(asyncio.new_event_loop())
-    pulumi.runtime.reset_options(project=project.name, stack=stack, preview=False)
+    pulumi.runtime.reset_options(project=project, stack=stack, preview=False)
     pulumi.runtime.set_all_config(config)
     mocks = RecordingMocks(region, {k: dict(v) for k, v in (stack_outputs or {}).items()})
     monitor = RecordingMonitor(mocks)
-    pulumi.runtime.set_mocks(mocks, project=project.name, stack=stack, preview=False, monitor=monitor)
+    pulumi.runtime.set_mocks(mocks, project=project, stack=stack, preview=False, monitor=monitor)
 
     error = None
     try:
-        _sync_await(pulumi.runtime.stack.run_pulumi_func(
-            lambda: runpy.run_path(str(project.program), run_name="__main__")))
+        _sync_await(pulumi.runtime.stack.run_pulumi_func(program))
         root = pulumi.runtime.settings.get_root_resource()
         outputs = {k: _resolve(v) for k, v in root.outputs.items()}
     except Exception as exc:  # a config error, for one, is reported in the plan rather than a traceback
         if raise_errors:
             raise
         error, outputs = f"{type(exc).__name__}: {exc}", {}
-    return Plan(project.name, stack, mocks.resources, monitor.registrations, outputs, mocks.invokes, error, config)
+    return Plan(project, stack, mocks.resources, monitor.registrations, outputs, mocks.invokes, error, config)
