@@ -61,6 +61,7 @@ def render_text(plan: runner.Plan) -> str:
     if plan.error:
         lines.append(f"!! CONFIG ERROR: {plan.error}")
         return "\n".join(lines)
+    lines.extend(f"!! warning: {w}" for w in plan.warnings)
     for r in sorted(plan.resources, key=lambda r: (r.type, r.name)):
         parent = _name_of(r.parent)
         lines.append(f"  + {r.type}  {r.name}" + (f"  (in {parent})" if parent and parent != plan.project + "-" + plan.stack else ""))
@@ -75,7 +76,7 @@ def render_text(plan: runner.Plan) -> str:
 
 def to_json(plan: runner.Plan) -> dict:
     return {
-        "project": plan.project, "stack": plan.stack, "error": plan.error,
+        "project": plan.project, "stack": plan.stack, "error": plan.error, "warnings": plan.warnings,
         "resources": [{"type": r.type, "name": r.name, "urn": r.urn, "parent": r.parent, "inputs": r.inputs}
                       for r in plan.resources],
         "outputs": plan.outputs,

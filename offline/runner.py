@@ -6,6 +6,7 @@ inherits the first one's stack transformations (its tags), root stack and export
 from __future__ import annotations
 
 import asyncio
+import logging
 import json
 import runpy
 from dataclasses import dataclass, field
@@ -64,6 +65,7 @@ class Plan:
     invokes: list[tuple[str, dict]]
     error: Optional[str] = None
     config: dict[str, str] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
 
     def of_type(self, type_token: str) -> list[RecordedResource]:
         return [r for r in self.resources if r.type == type_token]
@@ -124,7 +126,9 @@ def run_callable(
     pulumi.runtime.set_all_config(config)
     mocks = RecordingMocks(region, {k: dict(v) for k, v in (stack_outputs or {}).items()})
     monitor = RecordingMonitor(mocks)
-    pulumi.runtime.set_mocks(mocks, project=project, stack=stack, preview=False, monitor=monitor)
+    engine_log = _EngineLog()
+    pulumi.runtime.set_mocks(mocks, project=project, stack=stack, preview=False, monitor=monitor,
+                             logger=engine_log.logger)
 
     error = None
     try:
@@ -135,4 +139,19 @@ def run_callable(
         if raise_errors:
             raise
         error, outputs = f"{type(exc).__name__}: {exc}", {}
-    return Plan(project, stack, mocks.resources, monitor.registrations, outputs, mocks.invokes, error, config)
+    return Plan(project, stack, mocks.resources, monitor.registrations, outputs, mocks.invokes, error, config,
+                engine_log.warnings)
+
+
+class _EngineLog(logging.Handler):
+    """Collects what the program logs through pulumi.log at warning level or above (shown in the plan)."""
+
+    def __init__(self):
+        super().__init__(logging.WARNING)
+        self.warnings: list[str] = []
+        self.logger = logging.getLogger(f"offline.engine.{id(self)}")
+        self.logger.propagate = False
+        self.logger.addHandler(self)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.warnings.append(record.getMessage())

@@ -272,6 +272,10 @@ def test_buckets_of_other_stacks_can_be_made_readable_through_role_and_endpoint(
         runner.run(projects["gpu-training"], "dev", config_overrides={"gpu-training:readOnlyBucketNames": '["Bad_Name"]'})
 
 
+def test_the_dev_plan_carries_the_p3_warning(gpu_plan):
+    assert any("Volta" in w for w in gpu_plan.warnings)
+
+
 def test_p3_on_the_default_ami_is_warned_about_but_deploys():
     from gpu_training.config import warn_about_volta
     assert "Volta" in warn_about_volta(("p3.2xlarge", "g5.2xlarge"), None)
