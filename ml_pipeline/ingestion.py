@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Optional
 
 import pulumi
@@ -16,7 +17,7 @@ import pulumi_aws as aws
 from ml_pipeline.config import IngestSettings
 from shared import iam
 from shared.context import AwsContext
-from shared.lambda_function import PythonFunction, PythonFunctionArgs
+from shared.lambda_function import FUNCTIONS_DIR, PythonFunction, PythonFunctionArgs
 
 DLQ_RETENTION_S = 14 * 24 * 3600
 QUEUE_RETENTION_S = 4 * 24 * 3600
@@ -181,7 +182,6 @@ class ImageIngestion(pulumi.ComponentResource):
             treat_missing_data="notBreaching", **actions, opts=child)
 
 
-def layer_zip(architecture: str):
+def layer_zip(architecture: str) -> Path:
     """Where `make layer` (tools/build_layer.sh) writes the image library layer for an architecture."""
-    from shared.lambda_function import FUNCTIONS_DIR
     return FUNCTIONS_DIR.parent / "build" / "layers" / f"image_ingest-{architecture}.zip"

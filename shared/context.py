@@ -24,10 +24,10 @@ class AwsContext:
             dns_suffix=partition.dns_suffix,
         )
 
-    def arn(self, service: str, resource: str, *, regional: bool = True, account: bool = True) -> pulumi.Output[str]:
+    def arn(self, service: str, resource: str) -> pulumi.Output[str]:
         """``arn:<partition>:<service>:<region>:<account>:<resource>`` built from the provider, never by hand."""
         return pulumi.Output.all(self.partition, self.region, self.account_id).apply(
-            lambda v: f"arn:{v[0]}:{service}:{v[1] if regional else ''}:{v[2] if account else ''}:{resource}"
+            lambda v: f"arn:{v[0]}:{service}:{v[1]}:{v[2]}:{resource}"
         )
 
     def bucket_arn(self, name_template: str) -> pulumi.Output[str]:
