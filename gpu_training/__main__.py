@@ -6,7 +6,7 @@ from gpu_training.fleet import GpuFleet, GpuFleetArgs, resolve_image_id
 from gpu_training.hyperparameters import HyperParameterStore, HyperParameterStoreArgs
 from gpu_training.instance_role import InstanceRoleArgs, TrainingInstanceRole
 from gpu_training.monitoring import FleetAlarms, FleetAlarmsArgs
-from gpu_training.network import NetworkArgs, TrainingNetwork
+from shared.network import NetworkArgs, TrainingNetwork
 from gpu_training.storage import TrainingStorage, TrainingStorageArgs
 from gpu_training.user_data import (FLEET_AGGREGATE_DIMENSIONS, FLEET_GPU_UTILIZATION_METRIC, GPU_ERROR_COUNT_METRIC,
                                     HEARTBEAT_METRIC, UserDataParams, fleet_dimensions, render_user_data)

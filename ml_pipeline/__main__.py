@@ -2,8 +2,8 @@
 import pulumi
 
 from ml_pipeline import config as stack_config
-from ml_pipeline.data_lake import DataLake, DataLakeArgs
-from ml_pipeline.ingestion import ImageIngestion, ImageIngestionArgs, layer_zip
+from ml_pipeline.ingestion.component import ImageIngestion, ImageIngestionArgs, layer_zip
+from ml_pipeline.lake.data_lake import DataLake, DataLakeArgs
 from shared.alarm_topic import AlarmTopic, AlarmTopicArgs
 from shared.context import AwsContext
 from shared.contracts import ML_PIPELINE_PROJECT, GpuTrainingStack
@@ -30,14 +30,14 @@ metadata_key = EncryptionKey("metadata-key", EncryptionKeyArgs(
 
 lake = DataLake("lake", DataLakeArgs(
     ctx=ctx, kms_key_arn=data_key.arn,
-    raw_bucket_name=cfg.raw_bucket_name or pulumi.Output.concat(prefix, "-raw-", unique),
-    processed_bucket_name=cfg.processed_bucket_name or pulumi.Output.concat(prefix, "-processed-", unique),
-    artifacts_bucket_name=cfg.artifacts_bucket_name or pulumi.Output.concat(prefix, "-artifacts-", unique),
-    logs_bucket_name=cfg.logs_bucket_name or pulumi.Output.concat(prefix, "-logs-", unique),
+    raw_bucket_name=cfg.lake.raw_bucket_name or pulumi.Output.concat(prefix, "-raw-", unique),
+    processed_bucket_name=cfg.lake.processed_bucket_name or pulumi.Output.concat(prefix, "-processed-", unique),
+    artifacts_bucket_name=cfg.lake.artifacts_bucket_name or pulumi.Output.concat(prefix, "-artifacts-", unique),
+    logs_bucket_name=cfg.lake.logs_bucket_name or pulumi.Output.concat(prefix, "-logs-", unique),
     raw_prefix=cfg.ingest.raw_prefix, quarantine_prefix=cfg.ingest.quarantine_prefix,
-    shard_prefix=cfg.ingest.shard_prefix, raw_infrequent_access_days=cfg.raw_infrequent_access_days,
-    raw_glacier_days=cfg.raw_glacier_days, raw_retention_days=cfg.raw_retention_days,
-    access_log_retention_days=cfg.access_log_retention_days, noncurrent_version_days=cfg.noncurrent_version_days,
+    shard_prefix=cfg.ingest.shard_prefix, raw_infrequent_access_days=cfg.lake.raw_infrequent_access_days,
+    raw_glacier_days=cfg.lake.raw_glacier_days, raw_retention_days=cfg.lake.raw_retention_days,
+    access_log_retention_days=cfg.lake.access_log_retention_days, noncurrent_version_days=cfg.lake.noncurrent_version_days,
     processed_reader_role_arns=gpu_readers,
 ))
 

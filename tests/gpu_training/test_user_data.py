@@ -29,7 +29,8 @@ from gpu_training.user_data import (
     render_user_data,
 )
 
-SCHEMA_PATH = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "cloudwatch-agent-schema.json"
+# The agent's JSON schema, kept in the repository (source and date: tests/data/README.md).
+SCHEMA_PATH = Path(__file__).resolve().parents[1] / "data" / "cloudwatch-agent-schema.json"
 # What the agent's nvidia_gpu plugin registers (aws/amazon-cloudwatch-agent; see shared/VALIDATORS.md).
 REGISTERED_NVIDIA_MEASUREMENTS = {
     "utilization_gpu", "utilization_memory", "memory_total", "memory_used", "memory_free", "temperature_gpu",
@@ -192,7 +193,7 @@ def test_instance_scripts_parse_as_python_38():
 
 
 def test_agent_config_validates_against_the_agent_schema(params):
-    assert SCHEMA_PATH.exists(), f"agent schema missing at {SCHEMA_PATH} (the kit's shared/ must sit beside the repo)"
+    assert SCHEMA_PATH.exists(), f"agent schema missing at {SCHEMA_PATH}"
     schema = json.loads(SCHEMA_PATH.read_text())
     config = cloudwatch_agent_config(params)
     errors = [e.message for e in jsonschema.Draft4Validator(schema).iter_errors(config)]

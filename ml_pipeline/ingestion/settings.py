@@ -1,0 +1,83 @@
+"""Image ingestion's settings: prefixes, image limits and the function's sizing, read from config once."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+from shared.config_reader import ConfigError, ConfigReader
+from shared.lambda_function import ARCHITECTURES, LOG_LEVELS
+
+IMAGE_FORMATS = ("JPEG", "PNG", "WEBP")
+
+
+def _prefix_ok(value: str) -> bool:
+    return bool(value) and value.endswith("/") and not value.startswith("/")
+
+
+@dataclass(frozen=True)
+class IngestSettings:
+    raw_prefix: str
+    quarantine_prefix: str
+    shard_prefix: str
+    target_size: int
+    jpeg_quality: int
+    max_input_mb: int
+    max_megapixels: int
+    min_dimension: int
+    allowed_formats: tuple[str, ...]
+    memory_mb: int
+    architecture: str
+    timeout_s: int
+    batch_size: int
+    batch_window_s: int
+    max_concurrency: int
+    reserved_concurrency: Optional[int]
+    max_receive_count: int
+    workers: int
+    log_level: str
+
+
+def load(reader: ConfigReader) -> IngestSettings:
+    timeout = reader.integer("ingestTimeoutSeconds", 90, minimum=10, maximum=900)
+    batch_size = reader.integer("ingestBatchSize", 50, minimum=1, maximum=10000)
+    window = reader.integer("ingestBatchWindowSeconds", 5, minimum=0, maximum=300)
+    if batch_size > 10 and window == 0:
+        # AWS rejects an SQS event source mapping with a batch over 10 and no batching window.
+        raise ConfigError(f"config {reader.key('ingestBatchWindowSeconds')}: must be >= 1 when "
+                          f"{reader.key('ingestBatchSize')} is over 10 (got batch {batch_size}, window 0)")
+    reserved = reader.integer("ingestReservedConcurrency", 0, minimum=0, maximum=1000)
+    max_concurrency = reader.integer("ingestMaxConcurrency", 20, minimum=2, maximum=1000)
+    if reserved and reserved < max_concurrency:
+        raise ConfigError(f"config {reader.key('ingestReservedConcurrency')}: must be 0 (unset) or >= "
+                          f"{reader.key('ingestMaxConcurrency')} ({max_concurrency}), or SQS batches get throttled")
+    prefix_rule = dict(check=_prefix_ok, expected="a key prefix ending in / without a leading /")
+    raw_prefix = reader.string("rawPrefix", "incoming/", **prefix_rule)
+    quarantine_prefix = reader.string("quarantinePrefix", "quarantine/", **prefix_rule)
+    if quarantine_prefix.startswith(raw_prefix) or raw_prefix.startswith(quarantine_prefix):
+        # A quarantined copy under the ingest prefix would be ingested again, forever.
+        raise ConfigError(f"config {reader.key('quarantinePrefix')}: must not overlap {reader.key('rawPrefix')} "
+                          f"({quarantine_prefix!r} vs {raw_prefix!r})")
+    return IngestSettings(
+        raw_prefix=raw_prefix,
+        quarantine_prefix=quarantine_prefix,
+        shard_prefix=reader.string("shardPrefix", "shards/", **prefix_rule),
+        target_size=reader.integer("trainingImageSize", 512, minimum=32, maximum=4096),
+        # Pillow advises against quality above 95 and the function refuses it at start-up.
+        jpeg_quality=reader.integer("jpegQuality", 90, minimum=50, maximum=95),
+        max_input_mb=reader.integer("maxImageMb", 50, minimum=1, maximum=500),
+        max_megapixels=reader.integer("maxImageMegapixels", 60, minimum=1, maximum=200),
+        min_dimension=reader.integer("minImageDimension", 32, minimum=1, maximum=4096),
+        allowed_formats=tuple(reader.string_list("allowedImageFormats", list(IMAGE_FORMATS), min_items=1,
+                                                 item_check=lambda f: None if f in IMAGE_FORMATS else
+                                                 f"{f!r} is not one of {', '.join(IMAGE_FORMATS)}")),
+        memory_mb=reader.integer("ingestMemoryMb", 2048, minimum=512, maximum=10240),
+        architecture=reader.string("ingestArchitecture", "arm64", choices=ARCHITECTURES),
+        timeout_s=timeout,
+        batch_size=batch_size,
+        batch_window_s=window,
+        max_concurrency=max_concurrency,
+        reserved_concurrency=reserved or None,
+        max_receive_count=reader.integer("ingestMaxReceiveCount", 5, minimum=1, maximum=1000),
+        workers=reader.integer("ingestWorkers", 4, minimum=1, maximum=16),
+        log_level=reader.string("ingestLogLevel", "INFO", choices=LOG_LEVELS),
+    )

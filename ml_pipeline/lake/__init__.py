@@ -1,0 +1,1 @@
+"""The data lake: raw, processed, artifacts and access-log buckets (settings, component)."""

@@ -1,0 +1,40 @@
+"""The data lake's settings: bucket names and lifecycle, read from the stack config once."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+from shared.config_reader import ConfigError, ConfigReader
+
+
+@dataclass(frozen=True)
+class LakeSettings:
+    raw_bucket_name: Optional[str]
+    processed_bucket_name: Optional[str]
+    artifacts_bucket_name: Optional[str]
+    logs_bucket_name: Optional[str]
+    raw_infrequent_access_days: int
+    raw_glacier_days: int
+    raw_retention_days: int
+    access_log_retention_days: int
+    noncurrent_version_days: int
+
+
+def load(reader: ConfigReader) -> LakeSettings:
+    raw_ia = reader.integer("rawInfrequentAccessDays", 30, minimum=30, maximum=3650)
+    raw_glacier = reader.integer("rawGlacierDays", 90, minimum=31, maximum=3650)
+    raw_retention = reader.integer("rawRetentionDays", 365, minimum=1, maximum=36500)
+    if not raw_ia < raw_glacier < raw_retention:
+        raise ConfigError(f"config {reader.key('rawInfrequentAccessDays')} < {reader.key('rawGlacierDays')} < "
+                          f"{reader.key('rawRetentionDays')} must hold; got {raw_ia}, {raw_glacier}, {raw_retention}")
+    return LakeSettings(
+        raw_bucket_name=reader.optional_string("rawBucketName"),
+        processed_bucket_name=reader.optional_string("processedBucketName"),
+        artifacts_bucket_name=reader.optional_string("artifactsBucketName"),
+        logs_bucket_name=reader.optional_string("logsBucketName"),
+        raw_infrequent_access_days=raw_ia,
+        raw_glacier_days=raw_glacier,
+        raw_retention_days=raw_retention,
+        access_log_retention_days=reader.integer("accessLogRetentionDays", 365, minimum=1, maximum=3650),
+        noncurrent_version_days=reader.integer("noncurrentVersionDays", 30, minimum=1, maximum=3650),
+    )
