@@ -8,8 +8,8 @@ import pulumi
 
 from ml_pipeline.ingestion import settings as ingestion_settings
 from ml_pipeline.lake import settings as lake_settings
-from shared.config_reader import ConfigError, ConfigReader
-from shared.contracts import ML_PIPELINE_PROJECT
+from shared.config_reader import ConfigError, ConfigReader, check_region
+from shared.contracts import GPU_TRAINING_PROJECT, ML_PIPELINE_PROJECT, parse_stack_name
 from shared.logs import RETENTION_DAYS
 from shared.tagging import StackTags
 
@@ -27,11 +27,16 @@ class PipelineConfig:
 
 
 def load() -> PipelineConfig:
+    check_region()
     reader = ConfigReader(pulumi.Config())
     stack = pulumi.get_stack()
-    gpu_stack = reader.optional_string("gpuTrainingStack")
-    if gpu_stack is not None and len(gpu_stack.split("/")) != 3:
-        raise ConfigError(f"config {reader.key('gpuTrainingStack')}: must be <org>/gpu-training/<stack>; got {gpu_stack!r}")
+    gpu_stack = reader.optional_string("gpuTrainingStack", expected="<org>/gpu-training/<stack>")
+    if gpu_stack is not None:
+        try:
+            parse_stack_name(gpu_stack, GPU_TRAINING_PROJECT)
+        except ValueError as exc:
+            raise ConfigError(f"config {reader.key('gpuTrainingStack')}: {exc} "
+                              f"(set it with `pulumi config set gpuTrainingStack <org>/gpu-training/<stack>`)") from None
     return PipelineConfig(
         stack=stack,
         tags=reader.stack_tags(ML_PIPELINE_PROJECT, stack),

@@ -43,6 +43,15 @@ class RecordedResource:
     state: dict[str, Any] = field(default_factory=dict)
 
 
+class UnplannedStackError(LookupError):
+    """A StackReference to a stack the offline run has no outputs for."""
+
+    def __init__(self, name: str, known: list[str]):
+        self.name, self.known = name, known
+        super().__init__(f"StackReference to {name!r}: that stack is not part of this offline run "
+                         f"(planned: {', '.join(known) or 'none'})")
+
+
 class RecordingMocks(pulumi.runtime.Mocks):
     def __init__(self, region: str, stack_outputs: dict[str, dict[str, Any]] | None = None):
         self.region = region
@@ -56,10 +65,13 @@ class RecordingMocks(pulumi.runtime.Mocks):
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict]:
         if args.typ == "pulumi:pulumi:StackReference":
             name = args.inputs.get("name") or args.name
-            if name not in self.stack_outputs:
-                raise KeyError(f"StackReference to {name!r}: no outputs supplied to the mocks "
-                               f"(known: {sorted(self.stack_outputs)})")
-            return name, {"name": name, "outputs": self.stack_outputs[name], "secretOutputNames": []}
+            outputs = self.stack_outputs.get(name)
+            if outputs is None:
+                # `<org>/<project>/<stack>` answers from `<project>/<stack>`, whatever the organization.
+                outputs = self.stack_outputs.get("/".join(name.split("/")[-2:]))
+            if outputs is None:
+                raise UnplannedStackError(name, sorted(self.stack_outputs))
+            return name, {"name": name, "outputs": outputs, "secretOutputNames": []}
         if args.custom is False and not args.typ.startswith("aws:"):
             return "", {}
         record = RecordedResource(type=args.typ, name=args.name, inputs=dict(args.inputs), custom=True)

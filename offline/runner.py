@@ -17,10 +17,16 @@ import pulumi
 import yaml
 from pulumi.runtime.sync_await import _sync_await
 
-from offline.mocks import RecordedResource, RecordingMocks, RecordingMonitor
+from offline.mocks import RecordedResource, RecordingMocks, RecordingMonitor, UnplannedStackError
+from shared import config_reader
+from shared.config_reader import ConfigError, KeySpec
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_REGION = "us-east-1"
+
+
+class UnknownStackError(LookupError):
+    """The stack asked for has no stack file."""
 
 
 @dataclass(frozen=True)
@@ -33,11 +39,16 @@ class Project:
         main = yaml.safe_load((self.directory / "Pulumi.yaml").read_text()).get("main", ".")
         return (self.directory / main / "__main__.py").resolve()
 
+    def stacks(self) -> list[str]:
+        """The stacks that have a stack file (`Pulumi.<stack>.yaml`) beside the project's Pulumi.yaml."""
+        return sorted(p.name[len("Pulumi."):-len(".yaml")] for p in self.directory.glob("Pulumi.*.yaml"))
+
     def stack_config(self, stack: str) -> dict[str, str]:
         """The stack file's config as the strings Pulumi hands a program (objects as JSON text)."""
         path = self.directory / f"Pulumi.{stack}.yaml"
         if not path.is_file():
-            raise FileNotFoundError(f"no stack file {path}")
+            raise UnknownStackError(f"{self.name} has no stack {stack!r} (no {path.relative_to(REPO)}); "
+                                    f"its stacks: {', '.join(self.stacks())}")
         raw = (yaml.safe_load(path.read_text()) or {}).get("config", {}) or {}
         config = {}
         for key, value in raw.items():
@@ -66,6 +77,8 @@ class Plan:
     error: Optional[str] = None
     config: dict[str, str] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    # Every config key the program read, with its default and limits (shared/config_reader.py).
+    keys_read: dict[str, KeySpec] = field(default_factory=dict)
 
     def of_type(self, type_token: str) -> list[RecordedResource]:
         return [r for r in self.resources if r.type == type_token]
@@ -130,6 +143,9 @@ def run_callable(
     pulumi.runtime.set_mocks(mocks, project=project, stack=stack, preview=False, monitor=monitor,
                              logger=engine_log.logger)
 
+    keys_read: dict[str, KeySpec] = {}
+    observer = lambda spec: keys_read.setdefault(spec.key, spec)  # noqa: E731
+    config_reader.OBSERVERS.append(observer)
     error = None
     try:
         _sync_await(pulumi.runtime.stack.run_pulumi_func(program))
@@ -138,9 +154,23 @@ def run_callable(
     except Exception as exc:  # a config error, for one, is reported in the plan rather than a traceback
         if raise_errors:
             raise
-        error, outputs = f"{type(exc).__name__}: {exc}", {}
+        error, outputs = describe_error(exc), {}
+    finally:
+        config_reader.OBSERVERS.remove(observer)
     return Plan(project, stack, mocks.resources, monitor.registrations, outputs, mocks.invokes, error, config,
-                engine_log.warnings)
+                engine_log.warnings, keys_read)
+
+
+def describe_error(exc: BaseException) -> str:
+    """The cause a person needs: a ConfigError (or the innermost error) of a chain of Output errors."""
+    chain, seen = [], set()
+    current: Optional[BaseException] = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    chosen = next((e for e in chain if isinstance(e, (ConfigError, UnplannedStackError))), chain[-1])
+    return f"{type(chosen).__name__}: {chosen}"
 
 
 class _EngineLog(logging.Handler):

@@ -6,17 +6,44 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import re
+from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Callable, Optional, Sequence, TypeVar
 
 import pulumi
 
-from shared.tagging import StackTags
+from shared.contracts import config_set_command
+from shared.tagging import DATA_CLASSIFICATIONS, StackTags
 
 T = TypeVar("T")
 
 
 class ConfigError(ValueError):
     """A stack config value is missing or wrong; the message names the key."""
+
+
+@dataclass(frozen=True)
+class KeySpec:
+    """One config key a program reads, with what it accepts: the source of the README's limits table."""
+
+    key: str
+    kind: str
+    default: Any
+    limits: str = ""
+
+
+# Observers of every key read (the offline plan uses them to reject unknown --set keys and to document
+# limits); nothing observes them during `pulumi up`.
+OBSERVERS: list[Callable[[KeySpec], None]] = []
+
+
+def _range(minimum: Any, maximum: Any) -> str:
+    if minimum is not None and maximum is not None:
+        return f"{minimum}–{maximum}"
+    if minimum is not None:
+        return f">= {minimum}"
+    return f"<= {maximum}" if maximum is not None else ""
 
 
 class ConfigReader:
@@ -27,11 +54,22 @@ class ConfigReader:
     def key(self, name: str) -> str:
         return f"{self.namespace}:{name}"
 
+    def _seen(self, name: str, kind: str, default: Any, limits: str = "") -> None:
+        for observer in OBSERVERS:
+            observer(KeySpec(self.key(name), kind, default, limits))
+
     def _fail(self, name: str, message: str) -> ConfigError:
-        return ConfigError(f"config {self.key(name)}: {message} (set it with `pulumi config set {name} ...`)")
+        return ConfigError(f"config {self.key(name)}: {message} "
+                           f"(set it with `{config_set_command(self.namespace)} {name} ...`)")
+
+    def fail(self, names: Sequence[str], message: str) -> ConfigError:
+        """An error about a rule between several keys, naming each of them and how to set them."""
+        keys = ", ".join(self.key(n) for n in names)
+        return ConfigError(f"config {keys}: {message} (set them with `{config_set_command(self.namespace)} KEY VALUE`)")
 
     def string(self, name: str, default: Optional[str] = None, *, choices: Sequence[str] = (),
                check: Optional[Callable[[str], bool]] = None, expected: str = "") -> str:
+        self._seen(name, "string", default, ", ".join(choices) if choices else expected)
         value = self.config.get(name)
         if value is None:
             if default is None:
@@ -43,11 +81,13 @@ class ConfigReader:
             raise self._fail(name, f"must be {expected}; got {value!r}")
         return value
 
-    def optional_string(self, name: str) -> Optional[str]:
+    def optional_string(self, name: str, expected: str = "") -> Optional[str]:
+        self._seen(name, "string", None, expected)
         return self.config.get(name) or None
 
     def integer(self, name: str, default: int, *, minimum: Optional[int] = None, maximum: Optional[int] = None,
                 allowed: Sequence[int] = ()) -> int:
+        self._seen(name, "integer", default, ", ".join(map(str, allowed)) if allowed else _range(minimum, maximum))
         raw = self.config.get(name)
         if raw is None:
             value = default
@@ -63,6 +103,7 @@ class ConfigReader:
         return value
 
     def number(self, name: str, default: float, *, minimum: float, maximum: float) -> float:
+        self._seen(name, "number", default, _range(minimum, maximum))
         raw = self.config.get(name)
         try:
             value = default if raw is None else float(raw)
@@ -73,6 +114,7 @@ class ConfigReader:
         return value
 
     def boolean(self, name: str, default: bool) -> bool:
+        self._seen(name, "boolean", default, "true, false")
         raw = self.config.get(name)
         if raw is None:
             return default
@@ -91,6 +133,7 @@ class ConfigReader:
 
     def string_list(self, name: str, default: Sequence[str], *, min_items: int = 0,
                     item_check: Optional[Callable[[str], Optional[str]]] = None) -> list[str]:
+        self._seen(name, "list", list(default), f"at least {min_items} item(s)" if min_items else "")
         value = self._json(name)
         if value is None:
             value = list(default)
@@ -107,6 +150,7 @@ class ConfigReader:
         return value
 
     def mapping(self, name: str, default: dict) -> dict:
+        self._seen(name, "object", dict(default))
         value = self._json(name)
         if value is None:
             return dict(default)
@@ -115,7 +159,7 @@ class ConfigReader:
         return value
 
     def cidr(self, name: str, default: str, *, min_prefix: int, max_prefix: int) -> ipaddress.IPv4Network:
-        raw = self.string(name, default)
+        raw = self.string(name, default, expected=f"an RFC 1918 IPv4 CIDR block, /{min_prefix} to /{max_prefix}")
         try:
             network = ipaddress.IPv4Network(raw, strict=True)
         except ValueError as exc:
@@ -131,14 +175,43 @@ class ConfigReader:
         extra = self.mapping("extraTags", {})
         if not all(isinstance(k, str) and isinstance(v, str) for k, v in extra.items()):
             raise self._fail("extraTags", "must map strings to strings")
+        tag_value = dict(check=lambda v: 1 <= len(v) <= 256, expected="1 to 256 characters")
+        environment = self.string("environment", stack, **tag_value)
+        owner = self.string("owner", expected="the team or person that owns the stack, e.g. ml-platform")
+        cost_center = self.string("costCenter", expected="the cost center to bill, e.g. cc-1234")
+        for name, value in (("owner", owner), ("costCenter", cost_center)):
+            if not 1 <= len(value) <= 256:
+                raise self._fail(name, f"must be 1 to 256 characters; got {value!r}")
         try:
             return StackTags(
-                project=project,
-                environment=self.string("environment", stack),
-                owner=self.string("owner", expected="the team or person that owns the stack, e.g. ml-platform"),
-                cost_center=self.string("costCenter", expected="the cost center to bill, e.g. cc-1234"),
-                data_classification=self.string("dataClassification", "internal"),
+                project=project, environment=environment, owner=owner, cost_center=cost_center,
+                data_classification=self.string("dataClassification", "internal", choices=DATA_CLASSIFICATIONS),
                 extra=extra,
             )
-        except ValueError as exc:
-            raise ConfigError(f"config {self.namespace} tags: {exc}") from None
+        except ValueError as exc:  # what is left: extra tags that clash or too many tags
+            raise self._fail("extraTags", str(exc)) from None
+
+
+# A region name of any AWS partition (botocore's partition data), e.g. us-east-1, eu-central-2, us-gov-west-1.
+@lru_cache(maxsize=1)
+def _region_patterns() -> tuple[re.Pattern, ...]:
+    import botocore.loaders  # only here: the programs need botocore only for this check
+    partitions = botocore.loaders.create_loader().load_data("endpoints")["partitions"]
+    return tuple(re.compile(p["regionRegex"]) for p in partitions)
+
+
+def known_region(name: str) -> bool:
+    return any(p.fullmatch(name) for p in _region_patterns())
+
+
+def check_region() -> str:
+    """``aws:region`` (required by the AWS provider) must name a real region; the error says how to set it."""
+    region = pulumi.Config("aws").get("region")
+    for observer in OBSERVERS:
+        observer(KeySpec("aws:region", "string", None, "an AWS region, e.g. us-east-1"))
+    if not region:
+        raise ConfigError("config aws:region: is required (set it with `pulumi config set aws:region us-east-1`)")
+    if not known_region(region):
+        raise ConfigError(f"config aws:region: must be an AWS region such as us-east-1; got {region!r} "
+                          f"(set it with `pulumi config set aws:region us-east-1`)")
+    return region

@@ -17,6 +17,14 @@ import pulumi
 ML_PIPELINE_PROJECT = "ml-pipeline"
 GPU_TRAINING_PROJECT = "gpu-training"
 
+# How a user sets a key of each project from the repository root (ml-pipeline's Pulumi.yaml is the root one).
+PROJECT_DIRECTORIES = {ML_PIPELINE_PROJECT: ".", GPU_TRAINING_PROJECT: "gpu_training"}
+
+
+def config_set_command(project: str) -> str:
+    directory = PROJECT_DIRECTORIES.get(project, ".")
+    return "pulumi config set" if directory == "." else f"pulumi -C {directory} config set"
+
 GPU_TRAINING_EXPORTS = (
     "training_data_bucket_name",
     "artifacts_bucket_name",

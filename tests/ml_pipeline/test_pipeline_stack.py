@@ -191,7 +191,7 @@ def test_the_layer_the_plan_uploads_is_built_for_the_functions_architecture(pipe
     ("rawGlacierDays", "10", "between 31 and 3650"),
     ("ingestReservedConcurrency", "5", "ingestMaxConcurrency"),
     ("costCenter", None, "is required"),
-    ("dataClassification", "secret", "data_classification must be one of"),
+    ("dataClassification", "secret", "ml-pipeline:dataClassification: must be one of"),
 ])
 def test_a_bad_config_value_fails_with_a_message_naming_the_key(projects, key, value, message):
     with pytest.raises(ConfigError) as error:
