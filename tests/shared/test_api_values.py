@@ -100,15 +100,21 @@ def _check(plans, fields, verify):
 
 
 def test_enum_settings_are_values_the_api_accepts(plans):
-    unmatched, errors = _check(plans, ENUM_FIELDS, lambda shape, v: None if v in shape.enum else f"not in {shape.name}")
+    unmatched, errors = _check(plans, ENUM_FIELDS, _in_enum)
     assert errors == [] and unmatched == []
 
 
+def _in_range(shape, value):
+    low, high = shape.metadata.get("min"), shape.metadata.get("max")
+    return None if (low is None or value >= low) and (high is None or value <= high) else f"outside {low}..{high}"
+
+
+def _in_enum(shape, value):
+    return None if value in shape.enum else f"not in {shape.name}"
+
+
 def test_numeric_settings_are_within_the_api_ranges(plans):
-    def in_range(shape, value):
-        low, high = shape.metadata.get("min"), shape.metadata.get("max")
-        return None if (low is None or value >= low) and (high is None or value <= high) else f"outside {low}..{high}"
-    unmatched, errors = _check(plans, RANGE_FIELDS, in_range)
+    unmatched, errors = _check(plans, RANGE_FIELDS, _in_range)
     assert errors == [] and unmatched == []
 
 
@@ -117,6 +123,27 @@ def test_alarms_treat_missing_data_with_a_documented_value(plans):
     assert values and set(values) <= TREAT_MISSING
 
 
-@pytest.mark.parametrize("value, shape", [("p3.2xlargee", "InstanceType"), ("mandatory", "LaunchTemplateHttpTokensState")])
-def test_the_enum_check_catches_typos(value, shape):
-    assert value not in _shape("ec2", shape).enum
+class _Plan:
+    """A plan holding one recorded resource: enough to feed the checks a value AWS would reject."""
+
+    def __init__(self, type_token, inputs):
+        self.project, self.resources = "broken", [type("R", (), {"type": type_token, "name": "r", "inputs": inputs})]
+
+    def of_type(self, type_token):
+        return [r for r in self.resources if r.type == type_token]
+
+
+@pytest.mark.parametrize("type_token, inputs", [
+    ("aws:ec2/fleet:Fleet", {"launchTemplateConfigs": [{"overrides": [{"instanceType": "p3.2xlargee"}]}]}),
+    ("aws:ec2/launchTemplate:LaunchTemplate", {"metadataOptions": {"httpTokens": "mandatory"}}),
+])
+def test_the_enum_check_reports_a_typo_in_a_recorded_resource(type_token, inputs):
+    fields = [f for f in ENUM_FIELDS if f[0] == type_token]
+    _, errors = _check([_Plan(type_token, inputs)], fields, _in_enum)
+    assert len(errors) == 1 and ("p3.2xlargee" in errors[0] or "mandatory" in errors[0])
+
+
+def test_the_range_check_reports_a_value_outside_the_api_range():
+    fields = [f for f in RANGE_FIELDS if f[1] == "memorySize"]
+    broken = _Plan("aws:lambda/function:Function", {"memorySize": 64.0})
+    assert _check([broken], fields, _in_range)[1] == ["broken:r memorySize=64.0: outside 128..10240"]
