@@ -146,4 +146,4 @@ def test_the_enum_check_reports_a_typo_in_a_recorded_resource(type_token, inputs
 def test_the_range_check_reports_a_value_outside_the_api_range():
     fields = [f for f in RANGE_FIELDS if f[1] == "memorySize"]
     broken = _Plan("aws:lambda/function:Function", {"memorySize": 64.0})
-    assert _check([broken], fields, _in_range)[1] == ["broken:r memorySize=64.0: outside 128..10240"]
+    assert _check([broken], fields, _in_range)[1] == ["broken:r memorySize=64.0: outside 128..32768"]
