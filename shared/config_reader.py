@@ -62,6 +62,13 @@ class ConfigReader:
         return ConfigError(f"config {self.key(name)}: {message} "
                            f"(set it with `{config_set_command(self.namespace)} {name} ...`)")
 
+    def require(self, ok: bool, names: Sequence[str], rule: str, got: str = "") -> None:
+        """A rule between keys (documented with the limits): raise naming every key when it does not hold."""
+        for observer in OBSERVERS:
+            observer(KeySpec(" ".join(self.key(n) for n in names), "rule", None, rule))
+        if not ok:
+            raise self.fail(names, f"{rule}{'; got ' + got if got else ''}")
+
     def fail(self, names: Sequence[str], message: str) -> ConfigError:
         """An error about a rule between several keys, naming each of them and how to set them."""
         keys = ", ".join(self.key(n) for n in names)
