@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
 import re
 from dataclasses import dataclass
 from functools import lru_cache
@@ -211,14 +212,17 @@ def known_region(name: str) -> bool:
     return any(p.fullmatch(name) for p in _region_patterns())
 
 
-def check_region() -> str:
-    """``aws:region`` (required by the AWS provider) must name a real region; the error says how to set it."""
-    region = pulumi.Config("aws").get("region")
+def check_region() -> Optional[str]:
+    """``aws:region`` must name a real region. The provider also takes the region from AWS_REGION or
+    AWS_DEFAULT_REGION when the key is unset, so a missing key is left to the provider's own error."""
     for observer in OBSERVERS:
-        observer(KeySpec("aws:region", "string", None, "an AWS region, e.g. us-east-1"))
+        observer(KeySpec("aws:region", "string", None, "an AWS region, e.g. us-east-1 (or AWS_REGION)"))
+    region = pulumi.Config("aws").get("region")
+    source = "config aws:region"
     if not region:
-        raise ConfigError("config aws:region: is required (set it with `pulumi config set aws:region us-east-1`)")
-    if not known_region(region):
-        raise ConfigError(f"config aws:region: must be an AWS region such as us-east-1; got {region!r} "
+        region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+        source = "AWS_REGION/AWS_DEFAULT_REGION (aws:region is unset)"
+    if region and not known_region(region):
+        raise ConfigError(f"{source}: must be an AWS region such as us-east-1; got {region!r} "
                           f"(set it with `pulumi config set aws:region us-east-1`)")
     return region
