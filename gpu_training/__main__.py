@@ -27,7 +27,8 @@ unique = pulumi.Output.concat(cfg.stack, "-", ctx.account_id, "-", ctx.region)
 
 key = EncryptionKey("key", EncryptionKeyArgs(
     ctx=ctx, description=f"{prefix}: buckets, table, logs, parameters, EBS volumes", alias=prefix,
-    services=("logs", "cloudwatch", "ec2-fleet")))
+    services=("logs", "cloudwatch", "ec2-fleet"),
+    log_group_prefixes=(f"/mlplatform/{prefix}/",)))  # training, system and flow logs
 
 storage = TrainingStorage("storage", TrainingStorageArgs(
     training_data_bucket_name=cfg.training_data_bucket_name or pulumi.Output.concat("ml-training-data-", unique),

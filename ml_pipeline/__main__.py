@@ -4,6 +4,7 @@ import pulumi
 from ml_pipeline import config as stack_config
 from ml_pipeline.ingestion.component import ImageIngestion, ImageIngestionArgs, layer_zip
 from ml_pipeline.lake.data_lake import DataLake, DataLakeArgs
+from shared import iam
 from shared.alarm_topic import AlarmTopic, AlarmTopicArgs
 from shared.context import AwsContext
 from shared.contracts import ML_PIPELINE_PROJECT, GpuTrainingStack
@@ -19,19 +20,27 @@ ctx = AwsContext.lookup()
 prefix = physical_name(ML_PIPELINE_PROJECT, cfg.stack)
 unique = pulumi.Output.concat(ctx.account_id, "-", ctx.region)
 training = GpuTrainingStack(cfg.gpu_training_stack) if cfg.gpu_training_stack else None
-gpu_readers = (training.instance_role_arn,) if training else ()
+# The role ARN crosses a stack boundary into a bucket policy and a key policy: only a role of this account.
+gpu_readers = (iam.account_role_arn(training.instance_role_arn, ctx, source=(
+    f"config ml-pipeline:gpuTrainingStack ({cfg.gpu_training_stack}) output instance_role_arn")),) if training else ()
+processed_bucket_name = cfg.lake.processed_bucket_name or pulumi.Output.concat(prefix, "-processed-", unique)
 
 data_key = EncryptionKey("data-key", EncryptionKeyArgs(
     ctx=ctx, description=f"{prefix}: data lake objects and ingestion queues", alias=f"{prefix}-data",
-    services=("events",), external_decrypt_role_arns=gpu_readers))
+    services=("events",), external_decrypt_role_arns=gpu_readers,
+    external_decrypt_context={"aws:s3:arn": pulumi.Output.concat("arn:", ctx.partition, ":s3:::", processed_bucket_name)}
+    if gpu_readers else {}))
+# Log groups of this stack: functions (/aws/lambda/<prefix>-*), components (/mlplatform/<prefix>/*) and
+# vended logs such as Step Functions' (/aws/vendedlogs/states/<prefix>-*).
 metadata_key = EncryptionKey("metadata-key", EncryptionKeyArgs(
     ctx=ctx, description=f"{prefix}: catalog table, logs and alarm topic", alias=f"{prefix}-metadata",
-    services=("logs", "cloudwatch")))
+    services=("logs", "cloudwatch"),
+    log_group_prefixes=(f"/aws/lambda/{prefix}-", f"/mlplatform/{prefix}/", f"/aws/vendedlogs/states/{prefix}-")))
 
 lake = DataLake("lake", DataLakeArgs(
     ctx=ctx, kms_key_arn=data_key.arn,
     raw_bucket_name=cfg.lake.raw_bucket_name or pulumi.Output.concat(prefix, "-raw-", unique),
-    processed_bucket_name=cfg.lake.processed_bucket_name or pulumi.Output.concat(prefix, "-processed-", unique),
+    processed_bucket_name=processed_bucket_name,
     artifacts_bucket_name=cfg.lake.artifacts_bucket_name or pulumi.Output.concat(prefix, "-artifacts-", unique),
     logs_bucket_name=cfg.lake.logs_bucket_name or pulumi.Output.concat(prefix, "-logs-", unique),
     raw_prefix=cfg.ingest.raw_prefix, quarantine_prefix=cfg.ingest.quarantine_prefix,

@@ -45,8 +45,9 @@ class AlarmTopic(pulumi.ComponentResource):
                     "Condition": {"StringEquals": {"aws:SourceAccount": args.ctx.account_id}},
                 },
                 {
+                    # Every action (subscribe, read attributes, publish) only over TLS, not publish alone.
                     "Sid": "DenyInsecureTransport", "Effect": "Deny", "Principal": "*",
-                    "Action": "sns:Publish", "Resource": self.topic.arn,
+                    "Action": "sns:*", "Resource": self.topic.arn,
                     "Condition": {"Bool": {"aws:SecureTransport": "false"}},
                 },
             ]),

@@ -5,9 +5,13 @@ demands the reason (the action has no resource-level permissions), which the pol
 """
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+import re
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import pulumi
+
+if TYPE_CHECKING:
+    from shared.context import AwsContext
 
 Statement = dict[str, Any]
 
@@ -67,6 +71,42 @@ def service_trust_policy(*services: str, source_account: pulumi.Input[str] | Non
 def objects_in(bucket_arn: pulumi.Input[str], prefix: str = "") -> pulumi.Output[str]:
     """The object ARN pattern ``<bucket-arn>/<prefix>*``."""
     return pulumi.Output.concat(bucket_arn, "/", prefix, "*")
+
+
+def key_use(actions: Sequence[str], key_arns: Sequence[pulumi.Input[str]], *, region: pulumi.Input[str],
+            via: Sequence[str], sid: str | None = None) -> Statement:
+    """Use of KMS keys only through the named services (``kms:ViaService``), e.g. ``via=("s3", "sqs")``:
+    a role that reads encrypted objects then cannot call Decrypt on the key directly with stolen ciphertext."""
+    if not via:
+        raise ValueError("key_use needs at least one service in via; grant direct key use with allow()")
+    bad = [a for a in actions if not a.startswith("kms:")]
+    if bad:
+        raise ValueError(f"key_use takes KMS actions only, got {bad}")
+    services = sorted(set(via))
+    endpoints = pulumi.Output.from_input(region).apply(lambda r: [f"{s}.{r}.amazonaws.com" for s in services])
+    return allow(actions, key_arns, sid=sid, conditions={"StringEquals": {"kms:ViaService": endpoints}})
+
+
+_ROLE_NAME = r"[A-Za-z0-9_+=,.@-]{1,64}"
+_ROLE_PATH = r"(?:[\x21-\x2e\x30-\x7e]+/)*"
+
+
+def check_account_role_arn(arn: Any, partition: str, account_id: str, source: str) -> str:
+    """``arn`` when it is an IAM role of ``account_id`` in ``partition`` (not a service-linked role);
+    ValueError naming ``source`` otherwise. For ARNs that come from outside the stack (a StackReference)
+    before they go into a resource policy."""
+    pattern = rf"arn:{re.escape(partition)}:iam::{re.escape(account_id)}:role/{_ROLE_PATH}{_ROLE_NAME}"
+    if (not isinstance(arn, str) or not re.fullmatch(pattern, arn) or "*" in arn or "?" in arn
+            or arn.split(":", 5)[5].startswith(("role/aws-service-role/", "role/aws-reserved/"))):
+        raise ValueError(f"{source}: {arn!r} is not an IAM role of account {account_id} "
+                         f"(expected arn:{partition}:iam::{account_id}:role/<name>); refusing to grant it access")
+    return arn
+
+
+def account_role_arn(arn: pulumi.Input[str], ctx: "AwsContext", *, source: str) -> pulumi.Output[str]:
+    """``arn`` checked by check_account_role_arn once it resolves; the program fails if it does not pass."""
+    return pulumi.Output.all(arn, ctx.partition, ctx.account_id).apply(
+        lambda v: check_account_role_arn(v[0], v[1], v[2], source))
 
 
 # Actions that have no resource-level permissions, used with unscoped(); the linter checks each

@@ -1,8 +1,9 @@
 """A customer-managed KMS key with rotation, an alias and a key policy naming the services that use it."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
-from typing import Optional, Sequence
+from typing import Mapping, Optional, Sequence
 
 import pulumi
 import pulumi_aws as aws
@@ -34,10 +35,16 @@ class EncryptionKeyArgs:
     alias: str
     services: Sequence[str] = field(default_factory=tuple)
     deletion_window_in_days: int = 30
-    # Roles outside this stack (another project's, in this account) that may decrypt through one
-    # service, e.g. S3: they have no IAM policy of ours that could grant it.
+    # With "logs": the log group name prefixes of this stack (``/aws/lambda/<prefix>-``); CloudWatch Logs
+    # may use the key only for log groups whose names start with one of them.
+    log_group_prefixes: Sequence[str] = field(default_factory=tuple)
+    # Roles outside this stack (another project's, in this account; check them with
+    # iam.account_role_arn) that may decrypt through one service, e.g. S3: they have no IAM policy of
+    # ours that could grant it. The grant holds only for requests with this encryption context, e.g.
+    # {"aws:s3:arn": <bucket ARN>} (what S3 sends with bucket keys on), so one bucket, not every object.
     external_decrypt_role_arns: Sequence[pulumi.Input[str]] = field(default_factory=tuple)
     external_decrypt_via: str = "s3"
+    external_decrypt_context: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         unknown = set(self.services) - set(SERVICE_GRANTS)
@@ -47,6 +54,15 @@ class EncryptionKeyArgs:
             raise ValueError("EncryptionKeyArgs.deletion_window_in_days must be 7 to 30")
         if not self.alias or self.alias.startswith("alias/aws"):
             raise ValueError("EncryptionKeyArgs.alias must be set and may not start with 'aws'")
+        if ("logs" in self.services) != bool(self.log_group_prefixes):
+            raise ValueError("EncryptionKeyArgs.log_group_prefixes: give the stack's log group name prefixes "
+                             "exactly when services include 'logs'")
+        bad = [p for p in self.log_group_prefixes if not re.fullmatch(r"[A-Za-z0-9._/#-]{1,500}", p)]
+        if bad:
+            raise ValueError(f"EncryptionKeyArgs.log_group_prefixes: not log group name prefixes "
+                             f"(letters, digits, . _ / # -; the * is added): {bad}")
+        if self.external_decrypt_role_arns and not self.external_decrypt_context:
+            raise ValueError("EncryptionKeyArgs.external_decrypt_context is required with external_decrypt_role_arns")
 
 
 def key_policy_statements(args: EncryptionKeyArgs) -> list[dict]:
@@ -71,8 +87,10 @@ def key_policy_statements(args: EncryptionKeyArgs) -> list[dict]:
             "Principal": logs_principal,
             "Action": ["kms:Decrypt*", "kms:Encrypt*", "kms:GenerateDataKey*", "kms:ReEncrypt*"],
             "Resource": "*",
-            # Only for log groups of this account and region (the encryption context Logs sends).
-            "Condition": {"ArnLike": {"kms:EncryptionContext:aws:logs:arn": ctx.arn("logs", "log-group:*")}},
+            # Only for this stack's log groups (Logs sends the log group ARN as encryption context), so
+            # nobody in the account can encrypt another log group with this key.
+            "Condition": {"ArnLike": {"kms:EncryptionContext:aws:logs:arn": [
+                ctx.arn("logs", f"log-group:{p}*") for p in args.log_group_prefixes]}},
         })
         # DescribeKey carries no encryption context, so it cannot sit under the condition above.
         statements.append({"Sid": "CloudWatchLogsDescribe", "Effect": "Allow", "Principal": logs_principal,
@@ -109,9 +127,13 @@ def key_policy_statements(args: EncryptionKeyArgs) -> list[dict]:
     if args.external_decrypt_role_arns:
         statements.append({
             "Sid": "ExternalReaders", "Effect": "Allow", "Principal": {"AWS": list(args.external_decrypt_role_arns)},
-            "Action": ["kms:Decrypt", "kms:DescribeKey"], "Resource": "*",
+            # Decrypt is all an S3 read needs; DescribeKey carries no encryption context, so the condition
+            # below would never match it.
+            "Action": "kms:Decrypt", "Resource": "*",
             "Condition": {"StringEquals": {
-                "kms:ViaService": ctx.region.apply(lambda r: f"{args.external_decrypt_via}.{r}.amazonaws.com")}},
+                "kms:ViaService": ctx.region.apply(lambda r: f"{args.external_decrypt_via}.{r}.amazonaws.com"),
+                "aws:PrincipalAccount": ctx.account_id,
+                **{f"kms:EncryptionContext:{k}": v for k, v in sorted(args.external_decrypt_context.items())}}},
         })
     return statements
 

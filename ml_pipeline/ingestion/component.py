@@ -91,7 +91,8 @@ def _events_may_send(queue: aws.sqs.Queue, rule: aws.cloudwatch.EventRule) -> pu
     return iam.document([
         {"Sid": "EventBridgeRule", "Effect": "Allow", "Principal": {"Service": "events.amazonaws.com"},
          "Action": "sqs:SendMessage", "Resource": queue.arn, "Condition": {"ArnEquals": {"aws:SourceArn": rule.arn}}},
-        {"Sid": "DenyInsecureTransport", "Effect": "Deny", "Principal": "*", "Action": "sqs:SendMessage",
+        # Every action (receive, delete, purge, send) only over TLS, not sending alone.
+        {"Sid": "DenyInsecureTransport", "Effect": "Deny", "Principal": "*", "Action": "sqs:*",
          "Resource": queue.arn, "Condition": {"Bool": {"aws:SecureTransport": "false"}}},
     ])
 

@@ -13,7 +13,8 @@ from shared.context import AwsContext
 
 @dataclass(frozen=True)
 class DataLakeArgs:
-    """``processed_reader_role_arns``: roles of other stacks (the GPU fleet) that read processed shards."""
+    """``processed_reader_role_arns``: roles of other stacks (the GPU fleet) that read processed shards;
+    check them first (``iam.account_role_arn``): they go into the bucket policy as they are."""
 
     ctx: AwsContext
     kms_key_arn: pulumi.Input[str]
@@ -73,7 +74,8 @@ class DataLake(pulumi.ComponentResource):
             # Shards are re-read by every training run at first, then less: let S3 tier them.
             lifecycle_rules=(LifecycleRule("shards", prefix=args.shard_prefix,
                                            transitions=(Transition(0, "INTELLIGENT_TIERING"),)),),
-            extra_policy_statements=(_readers(args.ctx, readers, args.processed_bucket_name),) if readers else (),
+            extra_policy_statements=_readers(args.ctx, readers, args.processed_bucket_name, args.shard_prefix)
+            if readers else (),
             **logged,
         ), opts=child)
         self.artifacts = SecureBucket(f"{name}-artifacts", SecureBucketArgs(
@@ -94,9 +96,17 @@ def _bucket_arn(ctx: AwsContext, bucket_name: pulumi.Input[str]) -> pulumi.Outpu
     return pulumi.Output.concat("arn:", ctx.partition, ":s3:::", bucket_name)
 
 
-def _readers(ctx: AwsContext, role_arns: list, bucket_name: pulumi.Input[str]) -> dict:
+def _readers(ctx: AwsContext, role_arns: list, bucket_name: pulumi.Input[str], shard_prefix: str) -> tuple[dict, ...]:
+    """Other stacks' roles read shards and list the shard prefix, nothing else of the bucket."""
     arn = _bucket_arn(ctx, bucket_name)
-    return {
-        "Sid": "ExternalReaders", "Effect": "Allow", "Principal": {"AWS": role_arns},
-        "Action": ["s3:GetObject", "s3:ListBucket"], "Resource": [arn, iam.objects_in(arn)],
-    }
+    # The principals are checked role ARNs of this account; the condition holds even if one is replaced
+    # by a principal that resolves elsewhere.
+    own_account = {"aws:PrincipalAccount": ctx.account_id}
+    return (
+        {"Sid": "ExternalShardReaders", "Effect": "Allow", "Principal": {"AWS": role_arns},
+         "Action": "s3:GetObject", "Resource": iam.objects_in(arn, shard_prefix),
+         "Condition": {"StringEquals": own_account}},
+        {"Sid": "ExternalShardListing", "Effect": "Allow", "Principal": {"AWS": role_arns},
+         "Action": "s3:ListBucket", "Resource": arn,
+         "Condition": {"StringEquals": own_account, "StringLike": {"s3:prefix": f"{shard_prefix}*"}}},
+    )

@@ -27,6 +27,12 @@ def load(reader: ConfigReader) -> LakeSettings:
     if not raw_ia < raw_glacier < raw_retention:
         raise ConfigError(f"config {reader.key('rawInfrequentAccessDays')} < {reader.key('rawGlacierDays')} < "
                           f"{reader.key('rawRetentionDays')} must hold; got {raw_ia}, {raw_glacier}, {raw_retention}")
+    if raw_glacier < raw_ia + 30:
+        # S3 rejects a lifecycle rule that moves objects on from Standard-IA less than 30 days after
+        # moving them there (Standard-IA's minimum storage duration).
+        raise ConfigError(f"config {reader.key('rawGlacierDays')} must be at least {reader.key('rawInfrequentAccessDays')} "
+                          f"+ 30 (S3 keeps objects 30 days in Standard-IA before the next transition); "
+                          f"got {raw_glacier} and {raw_ia}")
     return LakeSettings(
         raw_bucket_name=reader.optional_string("rawBucketName"),
         processed_bucket_name=reader.optional_string("processedBucketName"),

@@ -49,7 +49,8 @@ def test_a_plain_bucket_has_no_notification_or_logging():
 def test_encryption_key_policy_names_only_the_requested_services():
     def program():
         ctx = AwsContext.lookup()
-        EncryptionKey("k", EncryptionKeyArgs(ctx=ctx, description="d", alias="team-key", services=("logs",)))
+        EncryptionKey("k", EncryptionKeyArgs(ctx=ctx, description="d", alias="team-key", services=("logs",),
+                                             log_group_prefixes=("/aws/lambda/team-", "/team/")))
     plan = run_callable(program)
     key = plan.one("aws:kms/key:Key", "k-key").inputs
     assert key["enableKeyRotation"] is True and key["deletionWindowInDays"] == 30
@@ -57,6 +58,10 @@ def test_encryption_key_policy_names_only_the_requested_services():
     assert [s["Sid"] for s in statements] == ["EnableIamPolicies", "CloudWatchLogs", "CloudWatchLogsDescribe"]
     assert statements[0]["Principal"] == {"AWS": "arn:aws:iam::123456789012:root"}
     assert statements[1]["Principal"] == {"Service": "logs.us-east-1.amazonaws.com"}
+    # Only the stack's log groups, not every log group of the account (issue 8).
+    assert statements[1]["Condition"] == {"ArnLike": {"kms:EncryptionContext:aws:logs:arn": [
+        "arn:aws:logs:us-east-1:123456789012:log-group:/aws/lambda/team-*",
+        "arn:aws:logs:us-east-1:123456789012:log-group:/team/*"]}}
     assert plan.one("aws:kms/alias:Alias", "k-alias").inputs["name"] == "alias/team-key"
 
 
