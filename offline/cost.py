@@ -29,7 +29,7 @@ class Workload:
     """The traffic a plan cannot show; every figure is an assumption named in the rows that use it."""
 
     images_tb_per_day: float = 1.0           # uploads to the raw prefix (issue 11: 1 TB a day)
-    mean_image_mb: float = 2.0               # 1 TB/day = 500,000 images/day
+    mean_image_mb: float = 1.0               # 1 TB/day = 1,000,000 images/day (about 12 a second)
     ingest_seconds_per_image: float = 0.25   # function time per image (decode, strip, resize, shard, catalog)
     shard_bytes_ratio: float = 0.05          # processed shard bytes per raw byte (resized JPEGs)
     catalog_item_kb: float = 1.0             # one catalog item per image

@@ -141,8 +141,8 @@ def test_both_stacks_are_priced_from_their_plans(gpu_plan, pipeline_plan):
     assert {"NAT gateways", "KMS customer managed keys"} <= {r.item for r in gpu.rows}
     items = {r.item for r in pipe.rows}
     assert {"Lambda ingest: invocations", "S3 raw images: STANDARD storage", "DynamoDB catalog: writes"} <= items
-    # 1 TB a day: 500,000 images of 2 MB, a month of PUTs
-    assert next(r for r in pipe.rows if r.item == "S3: image uploads (PUT)").quantity == pytest.approx(15_208.33, abs=0.01)
+    # 1 TB a day: 1,000,000 images of 1 MB, a month of PUTs
+    assert next(r for r in pipe.rows if r.item == "S3: image uploads (PUT)").quantity == pytest.approx(30_416.67, abs=0.01)
     assert gpu.total > 0 and pipe.total > 0
 
 
