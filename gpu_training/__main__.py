@@ -11,6 +11,7 @@ from gpu_training.storage import TrainingStorage, TrainingStorageArgs
 from gpu_training.user_data import (FLEET_AGGREGATE_DIMENSIONS, FLEET_GPU_UTILIZATION_METRIC, GPU_ERROR_COUNT_METRIC,
                                     HEARTBEAT_METRIC, UserDataParams, fleet_dimensions, render_user_data)
 from shared.alarm_topic import AlarmTopic, AlarmTopicArgs
+from shared.budget import StackBudget, StackBudgetArgs
 from shared.context import AwsContext
 from shared.contracts import GPU_TRAINING_PROJECT
 from shared.kms import EncryptionKey, EncryptionKeyArgs
@@ -86,6 +87,10 @@ FleetAlarms("fleet", FleetAlarmsArgs(
     heartbeat_metric=HEARTBEAT_METRIC, heartbeat_dimensions=fleet_dimensions(prefix), heartbeat_interval_s=cfg.metrics_interval_s,
     gpu_error_metric=GPU_ERROR_COUNT_METRIC, gpu_error_dimensions=fleet_dimensions(prefix),
 ))
+
+if cfg.budget.monthly_usd > 0:
+    StackBudget("budget", StackBudgetArgs(budget_name=f"{prefix}-monthly", monthly_usd=cfg.budget.monthly_usd, tags=cfg.tags,
+                                          emails=cfg.alarm_emails, actual_alert_percent=cfg.budget.actual_alert_percent))
 
 pulumi.export("training_data_bucket_name", storage.training_data.name)
 pulumi.export("artifacts_bucket_name", storage.artifacts.name)

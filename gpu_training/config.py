@@ -9,6 +9,7 @@ from typing import Optional
 
 import pulumi
 
+from shared import budget as budget_settings
 from shared.config_reader import ConfigError, ConfigReader
 from shared.contracts import GPU_TRAINING_PROJECT
 from shared.logs import RETENTION_DAYS
@@ -79,6 +80,7 @@ class GpuTrainingConfig:
     log_retention_days: int
     low_utilization_percent: float
     alarm_emails: tuple[str, ...]
+    budget: budget_settings.BudgetSettings
     # parameters
     hparams_prefix: str
     hyperparameters: HyperParameters
@@ -170,6 +172,7 @@ def load() -> GpuTrainingConfig:
         low_utilization_percent=reader.number("lowUtilizationPercent", 20.0, minimum=0.0, maximum=100.0),
         alarm_emails=tuple(reader.string_list("alarmEmails", [], item_check=lambda e: None if "@" in e
                                               else f"{e!r} is not an e-mail address")),
+        budget=budget_settings.load_settings(reader),
         hparams_prefix=reader.string("hparamsPrefix", f"/ml/hparams/{stack}", check=_check_prefix,
                                      expected="an SSM path like /ml/hparams/dev (leading /, no trailing /, not /aws)"),
         hyperparameters=_hyperparameters(reader),

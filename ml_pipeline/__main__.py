@@ -6,6 +6,7 @@ from ml_pipeline.ingestion.component import ImageIngestion, ImageIngestionArgs, 
 from ml_pipeline.lake.data_lake import DataLake, DataLakeArgs
 from shared import iam
 from shared.alarm_topic import AlarmTopic, AlarmTopicArgs
+from shared.budget import StackBudget, StackBudgetArgs
 from shared.context import AwsContext
 from shared.contracts import ML_PIPELINE_PROJECT, GpuTrainingStack
 from shared.kms import EncryptionKey, EncryptionKeyArgs
@@ -74,6 +75,10 @@ ingestion = ImageIngestion("ingest", ImageIngestionArgs(
     data_key_arn=data_key.arn, metadata_key_arn=metadata_key.arn, layer_arn=image_layer.arn,
     alarm_topic_arn=alarm_topic.arn, log_retention_days=cfg.log_retention_days,
 ))
+
+if cfg.budget.monthly_usd > 0:
+    StackBudget("budget", StackBudgetArgs(budget_name=f"{prefix}-monthly", monthly_usd=cfg.budget.monthly_usd, tags=cfg.tags,
+                                          emails=cfg.alarm_emails, actual_alert_percent=cfg.budget.actual_alert_percent))
 
 pulumi.export("raw_bucket_name", lake.raw.name)
 pulumi.export("raw_upload_prefix", cfg.ingest.raw_prefix)

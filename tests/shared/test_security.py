@@ -11,7 +11,8 @@ from shared import iam
 from shared.bucket import LifecycleRule, SecureBucket, SecureBucketArgs, Transition
 from shared.context import AwsContext
 from shared.kms import EncryptionKeyArgs
-from tests import policy_lint
+from policy import rules
+from tests.iam_validators import problems
 
 KEY = "arn:aws:kms:us-east-1:123456789012:key/11111111-2222-3333-4444-555555555555"
 OTHER_KEY = "arn:aws:kms:us-east-1:123456789012:key/99999999-2222-3333-4444-555555555555"
@@ -31,7 +32,7 @@ def _as_list(value):
 # A small evaluator of the condition operators these policies use, following IAM's documented rules
 # for a key missing from the request: positive operators (StringEquals, ArnEquals, Bool) do not match,
 # negated ones (StringNotEquals, ArnNotEquals) do, Null tests presence. parliament and moto check the
-# documents' form (tests/policy_lint.py); this checks what they decide.
+# documents' form (tests/iam_validators.py and the policy pack); this checks what they decide.
 def _matches(operator, key, expected, request):
     present = key in request
     if operator == "Null":
@@ -122,8 +123,9 @@ def test_key_use_through_services_carries_kms_via_service_and_lints_clean():
     assert _statements(policy.inputs["policy"]) == [{
         "Effect": "Allow", "Action": ["kms:Decrypt", "kms:GenerateDataKey"], "Resource": [KEY], "Sid": "DataKey",
         "Condition": {"StringEquals": {"kms:ViaService": ["s3.us-east-1.amazonaws.com", "sqs.us-east-1.amazonaws.com"]}}}]
-    doc = policy_lint.Document("components", policy.type, policy.name, "policy", policy.inputs["policy"])
-    assert policy_lint.problems(doc) == []
+    doc = json.loads(policy.inputs["policy"])
+    assert problems(policy.type, "identity", "policy", doc) == []
+    assert rules.wildcard_problems(policy.type, "identity", doc) == [] and rules.unscoped_problems(doc) == []
     with pytest.raises(ValueError, match="at least one service"):
         iam.key_use(["kms:Decrypt"], [KEY], region="us-east-1", via=())
     with pytest.raises(ValueError, match="KMS actions only"):
