@@ -229,4 +229,4 @@ def loader(dataset: ShardBatches, num_workers: int) -> torch.utils.data.DataLoad
     """A DataLoader over already-batched items; at most one worker per shard."""
     workers = max(0, min(num_workers, len(dataset.shards)))
     return torch.utils.data.DataLoader(dataset, batch_size=None, num_workers=workers,
-                                       persistent_workers=False)
+                                       pin_memory=torch.cuda.is_available())

@@ -34,9 +34,12 @@ def source_files(source_dir: Path = SOURCE_DIR) -> list[Path]:
 
 def archive_bytes(source_dir: Path = SOURCE_DIR) -> bytes:
     """The deterministic tar.gz of the modules."""
+    files = source_files(source_dir)
+    if not files:
+        raise FileNotFoundError(f"no modules to package in {source_dir}")
     raw = io.BytesIO()
     with tarfile.open(fileobj=raw, mode="w", format=tarfile.USTAR_FORMAT) as tar:
-        for path in source_files(source_dir):
+        for path in files:
             content = path.read_bytes()
             info = tarfile.TarInfo(path.name)
             info.size = len(content)

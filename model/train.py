@@ -102,14 +102,21 @@ def parse_hyperparameters(argv: Sequence[str] | None = None, env: Mapping[str, s
     if unknown:
         print(f"ignoring unknown arguments: {' '.join(unknown)}", flush=True)
     values.update({k: v for k, v in vars(args).items() if v is not None})
-    converted = {}
-    for name, value in values.items():
-        kind = {"int": int, "float": float, "str": str}[fields[name].type]
-        try:
-            converted[name] = kind(float(value)) if kind is int and str(value).strip().endswith(".0") else kind(value)
-        except (TypeError, ValueError):
-            raise ValueError(f"hyperparameter {name} must be {fields[name].type}, got {value!r}") from None
+    converted = {name: _convert(name, fields[name].type, value) for name, value in values.items()
+                 if not (isinstance(value, str) and value.strip() == "")}  # "" means: the default
     return Hyperparameters(**converted)
+
+
+def _convert(name: str, kind: str, value: object) -> object:
+    try:
+        if kind == "int":
+            number = float(value)
+            if isinstance(value, bool) or not number.is_integer():
+                raise ValueError
+            return int(number)
+        return float(value) if kind == "float" else str(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"hyperparameter {name} must be {kind}, got {value!r}") from None
 
 
 @dataclass(frozen=True)
@@ -230,6 +237,8 @@ def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, images: torch
                targets: torch.Tensor) -> tuple[float, int]:
     """One optimisation step; returns the summed loss and the number of correct predictions."""
     optimizer.zero_grad(set_to_none=True)
+    device = next(model.parameters()).device
+    images, targets = images.to(device, non_blocking=True), targets.to(device, non_blocking=True)
     logits = model(images)
     loss = nn.functional.cross_entropy(logits, targets)
     loss.backward()
@@ -244,7 +253,9 @@ def score(model: nn.Module, shards: Sequence[Path], labels: Sequence[str], image
     model.eval()
     dataset = data.ShardBatches(shards, labels, image_size, batch_size, train=False)
     loss_sum, correct, seen = 0.0, 0, 0
+    device = next(model.parameters()).device
     for images, targets in data.loader(dataset, workers):
+        images, targets = images.to(device), targets.to(device)
         logits = model(images)
         loss_sum += float(nn.functional.cross_entropy(logits, targets, reduction="sum"))
         correct += int((logits.argmax(1) == targets).sum())
@@ -277,7 +288,8 @@ def train(hp: Hyperparameters, paths: Paths, emit: Callable[[str], None] = print
               "labels": labels, "mean": list(data.MEAN), "std": list(data.STD)}
     checkpoint = load_latest_checkpoint(paths.checkpoints)
     pretrained = None if checkpoint else pretrained_file(paths.pretrained)
-    model = net.build(hp.architecture, len(labels), pretrained)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model = net.build(hp.architecture, len(labels), pretrained).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=hp.learning_rate)
     progress = Progress()
     if checkpoint:

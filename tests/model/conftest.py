@@ -6,11 +6,15 @@ import contextlib
 import io
 import json
 import sys
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import torch
+
+# torch warns at import that numpy is absent; the model code does not use numpy.
+warnings.filterwarnings("ignore", message="Failed to initialize NumPy")
+import torch  # noqa: E402
 
 # The builders module sits beside this file; put it on the path whatever pytest's import mode.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
