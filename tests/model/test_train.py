@@ -117,15 +117,17 @@ def test_a_checkpoint_of_another_configuration_is_refused(shard_root, tmp_path):
 
 
 def test_hyperparameters_from_sm_hps_then_the_command_line():
-    env = {"SM_HPS": '{"epochs": 3, "batch_size": "16", "architecture": "small", "sagemaker_program": "train.py"}'}
-    hp = train.parse_hyperparameters(["--epochs", "5", "--learning_rate", "0.1", "--max_steps", "7.0"], env)
-    assert (hp.epochs, hp.batch_size, hp.learning_rate, hp.max_steps) == (5, 16, 0.1, 7)
+    env = {"SM_HPS": '{"epochs": 3, "batch_size": "16", "architecture": "small", "max_steps": "", '
+                     '"sagemaker_program": "train.py"}'}
+    hp = train.parse_hyperparameters(["--epochs", "5", "--learning_rate", "0.1", "--image_size", "64.0"], env)
+    assert (hp.epochs, hp.batch_size, hp.learning_rate, hp.image_size, hp.max_steps) == (5, 16, 0.1, 64, 0)
     assert hp.architecture == "small" and hp.checkpoint_dir == "/opt/ml/checkpoints"
 
 
 @pytest.mark.parametrize(("argv", "message"), [
     (["--batch_size", "0"], "batch_size must be at least 1"),
     (["--epochs", "many"], "hyperparameter epochs must be int"),
+    (["--epochs", "1.5"], "hyperparameter epochs must be int"),
     (["--learning_rate", "-1"], "learning_rate must be positive"),
     (["--labels", "cat,Dog!"], "hyperparameter labels has invalid labels"),
 ])
