@@ -191,7 +191,8 @@ def write_model(model_dir: Path, model: nn.Module, config: dict) -> Path:
     json.dumps(config)  # the config must stay JSON-able: fail here, not in the serving container
     target = model_dir / MODEL_FILE
     tmp = model_dir / f".{MODEL_FILE}.tmp"
-    torch.save({"config": config, "state_dict": model.state_dict()}, tmp)
+    state = {key: tensor.detach().cpu() for key, tensor in model.state_dict().items()}
+    torch.save({"config": config, "state_dict": state}, tmp)
     os.replace(tmp, target)
     code = model_dir / "code"
     code.mkdir(exist_ok=True)

@@ -98,3 +98,31 @@ def test_the_code_directory_works_alone_as_the_serving_container_imports_it(trai
         for name in names:
             sys.modules.pop(name, None)
         sys.modules.update(saved)
+
+
+def test_in_the_serving_container_a_bad_request_is_the_toolkit_error_with_its_status(monkeypatch):
+    # GIVEN the serving toolkit's error type (sagemaker_inference.errors, not installed here), which the
+    # toolkit turns into the response status instead of a 500
+    import importlib.util
+    import types
+
+    class BaseInferenceToolkitError(Exception):
+        def __init__(self, status_code, message, phrase):
+            self.status_code, self.message, self.phrase = status_code, message, phrase
+            super().__init__(status_code, message, phrase)
+
+    errors = types.ModuleType("sagemaker_inference.errors")
+    errors.BaseInferenceToolkitError = BaseInferenceToolkitError
+    monkeypatch.setitem(sys.modules, "sagemaker_inference", types.ModuleType("sagemaker_inference"))
+    monkeypatch.setitem(sys.modules, "sagemaker_inference.errors", errors)
+    spec = importlib.util.spec_from_file_location("model._inference_in_container", inference.__file__)
+    probe = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, probe)  # dataclasses look their module up there
+    spec.loader.exec_module(probe)
+    # WHEN a request has an unsupported content type
+    with pytest.raises(BaseInferenceToolkitError) as caught:
+        probe.input_fn("a,b", "text/csv")
+    # THEN the error is both the toolkit's (status 415, message as phrase) and a ValueError
+    assert isinstance(caught.value, ValueError)
+    assert (caught.value.status_code, caught.value.phrase) == (415, caught.value.message)
+    assert "unsupported content type" in str(caught.value)
