@@ -147,7 +147,9 @@ class ShardBatches(torch.utils.data.IterableDataset):
     (seed, epoch); augmentation draws from a generator seeded per sample. An epoch's batches are
     therefore a function of (seed, epoch) alone, and `skip_batches` drops the first batches before
     decoding anything: a resumed run sees exactly the batches the interrupted one would have.
-    With DataLoader workers, each worker streams every n-th shard and yields whole batches.
+    With DataLoader workers, each worker streams every n-th shard and yields whole batches; the skip is
+    exact while every worker still has batches (the loader takes them in turn), which holds but near
+    an epoch's end.
     """
 
     def __init__(self, shards: Sequence[Path], labels: Sequence[str], image_size: int, batch_size: int,

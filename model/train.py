@@ -321,7 +321,7 @@ def train(hp: Hyperparameters, paths: Paths, emit: Callable[[str], None] = print
     def out_of_steps() -> bool:
         return bool(hp.max_steps) and progress.step >= hp.max_steps
 
-    result: dict = {}
+    result: dict | None = None
     with _SigtermFlag() as sigterm:
         while progress.epoch < hp.epochs and not out_of_steps():
             dataset = data.ShardBatches(train_shards, labels, hp.image_size, hp.batch_size, train=True,
@@ -348,7 +348,7 @@ def train(hp: Hyperparameters, paths: Paths, emit: Callable[[str], None] = print
             if not out_of_steps():
                 progress = Progress(step=progress.step, epoch=progress.epoch + 1)
             save()
-    if not result:  # resumed after the last epoch had ended: report the final metrics again
+    if result is None:  # resumed after the last epoch had ended: report the final metrics again
         result = _validate(model, validation_shards, labels, hp, say)
     write_model(paths.model_dir, model, config)
     say(f"model written to {paths.model_dir} after {progress.step} steps")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -114,6 +115,19 @@ def test_a_checkpoint_of_another_configuration_is_refused(shard_root, tmp_path):
     run_training(shard_root, tmp_path, ("--max_steps", "1"))
     with pytest.raises(ValueError, match="use an empty checkpoint location"):
         run_training(shard_root, tmp_path, ("--max_steps", "2", "--image_size", "24"))
+
+
+def test_without_a_validation_channel_the_run_ends_without_validation_metrics(shard_root, tmp_path, monkeypatch):
+    monkeypatch.setitem(HPS, "max_steps", "2")
+    env = {"SM_CHANNEL_TRAIN": str(shard_root / "train"), "SM_MODEL_DIR": str(tmp_path / "model"),
+           "SM_HPS": json.dumps(HPS)}
+    lines: list[str] = []
+    hp = train.parse_hyperparameters(["--checkpoint_dir", str(tmp_path / "ckpt")], env)
+    result = train.train(hp, train.Paths.from_env(env, hp), emit=lines.append)
+    assert result == {"step": 2, "labels": ["blue", "green", "red"]}
+    assert lines.count("no validation channel: validation metrics skipped") == 1
+    assert not any(line.startswith("METRIC validation:") for line in lines)
+    assert (tmp_path / "model" / "model.pt").is_file()
 
 
 def test_hyperparameters_from_sm_hps_then_the_command_line():
