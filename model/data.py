@@ -148,7 +148,7 @@ class ShardBatches(torch.utils.data.IterableDataset):
     therefore a function of (seed, epoch) alone, and `skip_batches` drops the first batches before
     decoding anything: a resumed run sees exactly the batches the interrupted one would have.
     With DataLoader workers, each worker streams every n-th shard and yields whole batches; the skip is
-    exact while every worker still has batches (the loader takes them in turn), which holds but near
+    exact while every worker still has batches (the loader takes them in turn): everywhere but near
     an epoch's end.
     """
 

@@ -83,3 +83,10 @@ def test_the_extracted_archive_runs_flat_as_the_training_toolkit_runs_it(tmp_pat
 def test_a_folder_without_modules_is_refused(tmp_path):
     with pytest.raises(FileNotFoundError, match="no modules to package"):
         package.build(tmp_path / "out", tmp_path / "missing")
+
+
+def test_the_pulumi_program_can_import_metrics_and_package_without_torch():
+    # The Pulumi programs install requirements.txt only (no torch): what they import must not need it.
+    import subprocess
+    code = "import sys, model.metrics, model.package; assert 'torch' not in sys.modules, 'torch imported'"
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=package.SOURCE_DIR.parent)
