@@ -114,7 +114,7 @@ def scan_labels(shards: Sequence[Path]) -> dict[str, int]:
     return dict(sorted(counts.items()))
 
 
-def decode(jpeg: bytes, image_size: int) -> torch.Tensor:
+def decode(jpeg: bytes, image_size: int, mean: Sequence[float] = MEAN, std: Sequence[float] = STD) -> torch.Tensor:
     """JPEG (or any Pillow-readable image) bytes to a normalised float tensor [3, size, size]."""
     try:
         with Image.open(io.BytesIO(jpeg)) as img:
@@ -124,9 +124,7 @@ def decode(jpeg: bytes, image_size: int) -> torch.Tensor:
     # Through bytes, not numpy: the training and serving code need only torch and Pillow.
     pixels = torch.frombuffer(bytearray(img.tobytes()), dtype=torch.uint8)
     tensor = pixels.view(image_size, image_size, 3).permute(2, 0, 1).float().div_(255.0)
-    mean = torch.tensor(MEAN).view(3, 1, 1)
-    std = torch.tensor(STD).view(3, 1, 1)
-    return tensor.sub_(mean).div_(std)
+    return tensor.sub_(torch.tensor(mean).view(3, 1, 1)).div_(torch.tensor(std).view(3, 1, 1))
 
 
 def augment(image: torch.Tensor, generator: torch.Generator) -> torch.Tensor:

@@ -65,7 +65,7 @@ class _Tally:
 
     @torch.no_grad()
     def add(self, batch: Sequence[tuple[bytes, str]]) -> None:
-        images = torch.stack([data.decode(jpeg, self.model.image_size) for jpeg, _label in batch])
+        images = torch.stack([self.model.decode(jpeg) for jpeg, _label in batch])
         predicted = self.model.network(images).argmax(1).tolist()
         self.pairs.extend((label, self.model.labels[p]) for (_jpeg, label), p in zip(batch, predicted))
 

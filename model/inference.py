@@ -59,6 +59,11 @@ class LoadedModel:
     image_size: int
     config: dict
 
+    def decode(self, image: bytes) -> torch.Tensor:
+        """An image as this model was trained to see it (size and normalisation from its config)."""
+        return data.decode(image, self.image_size, self.config.get("mean", data.MEAN),
+                           self.config.get("std", data.STD))
+
 
 def model_fn(model_dir: str) -> LoadedModel:
     """Load `model.pt` (written by train.py) into an eval-mode network on the CPU or the GPU."""
@@ -113,7 +118,7 @@ def predict_fn(input_data: list[bytes], model: LoadedModel) -> list[dict]:
     tensors = []
     for i, image in enumerate(input_data):
         try:
-            tensors.append(data.decode(image, model.image_size))
+            tensors.append(model.decode(image))
         except ValueError as exc:
             raise InvalidRequest(f"image {i}: {exc}") from None
     device = next(model.network.parameters()).device
