@@ -24,7 +24,7 @@ import budget as decode_budget
 
 # Importing the plugins of the default formats registers them, so Image.open(formats=...) never
 # calls Image.init(), which imports ~40 plugins (tens of ms of cold start).
-from PIL import Image, JpegImagePlugin, MpoImagePlugin, PngImagePlugin, WebPImagePlugin  # noqa: F401
+from PIL import Image, JpegImagePlugin, PngImagePlugin, WebPImagePlugin  # noqa: F401
 
 # Our own pixel limit is checked from the header before any pixel is decoded, so Pillow's
 # global bomb check (which raises at 2x its own default) would only get in its way.
