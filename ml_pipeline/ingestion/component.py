@@ -80,7 +80,7 @@ def function_environment(args: ImageIngestionArgs) -> dict[str, pulumi.Input[str
         ENV.METRIC_NAMESPACE: metric_namespace(args.name_prefix),
     }
     if set(environment) != set(ENV.ALL):
-        raise AssertionError(f"environment {sorted(environment)} differs from the function's {sorted(ENV.ALL)}")
+        raise RuntimeError(f"environment {sorted(environment)} differs from the function's {sorted(ENV.ALL)}")
     return environment
 
 
