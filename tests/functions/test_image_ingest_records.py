@@ -191,6 +191,8 @@ def test_labels_reach_the_catalog_the_shard_json_and_the_daily_statistics(aws, i
         "incoming/not a label!/5.jpg": None,
         "incoming/dog/6.jpg": "dog",
     }
+    # AND the decodes went through the container's decode budget
+    assert 0 < ingest.BUDGET.peak <= ingest.BUDGET.capacity
     # AND each shard JSON holds "label", null when unlabelled
     [shard] = shard_keys(aws.s3)
     data = aws.s3.get_object(Bucket=PROCESSED_BUCKET, Key=shard)["Body"].read()
