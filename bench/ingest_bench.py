@@ -6,12 +6,18 @@ times, in one process, the straightforward Pillow pipeline against the function'
 `imaging.preprocess` (the code path the handler runs), plus two decode-only floors, states the
 quality lost, and prices a TB of input on Lambda, S3, SQS and DynamoDB. It prints figures; it is
 not a test. One core here approximates one Lambda vCPU (Lambda gives 1 vCPU at 1769 MB).
+
+`--memory` instead measures peak memory (issue 8): a batch of 7745 x 7745 palette PNGs with
+transparency, processed by as many threads as the deployed function runs (WORKERS and the memory
+size read from the dev stack's offline plan), once with the old preprocessing (from git, --old-ref)
+and once with the function's own; each run in a fresh process, peak RSS from /proc (VmHWM).
 """
 
 from __future__ import annotations
 
 import argparse
 import io
+import json
 import math
 import os
 import platform
@@ -33,7 +39,29 @@ REPO = Path(__file__).resolve().parents[1]
 FUNCTION_DIR = REPO / "functions" / "image_ingest"
 sys.path.insert(0, str(FUNCTION_DIR))
 
-import imaging  # noqa: E402  (the function's module, found from __file__)
+import budget  # noqa: E402  (the function's modules, found from __file__)
+import environment  # noqa: E402
+import imaging  # noqa: E402
+
+# The function's environment with the stack's defaults (every variable is required), for imports here.
+FUNCTION_ENV = {
+    environment.PROCESSED_BUCKET: "bench",
+    environment.CATALOG_TABLE: "bench",
+    environment.RAW_PREFIX: "incoming/",
+    environment.QUARANTINE_PREFIX: "quarantine/",
+    environment.SHARD_PREFIX: "shards/",
+    environment.LABEL_PATH_SEGMENT: "0",
+    environment.TRAINING_IMAGE_SIZE: "512",
+    environment.JPEG_QUALITY: "90",
+    environment.MAX_INPUT_BYTES: str(50 * 1024 * 1024),
+    environment.MAX_PIXELS: "60000000",
+    environment.MAX_PIXELS_PER_BYTE: "1000",
+    environment.MIN_DIMENSION: "32",
+    environment.ALLOWED_FORMATS: "JPEG,PNG,WEBP",
+    environment.WORKERS: "4",
+    environment.METRIC_NAMESPACE: "bench",
+    environment.LAMBDA_MEMORY_MB: "2048",
+}
 
 # Prices: us-east-1, list prices as of 2026-11 (first pricing tier, no free tier).
 PRICES_AS_OF = "2026-11, us-east-1"
@@ -145,7 +173,7 @@ def psnr(a: Image.Image, b: Image.Image) -> float:
 def cold_import_ms(runs: int) -> list[float]:
     """Handler module import in a fresh interpreter, as Lambda's init does it (boto3, Pillow)."""
     code = "import time; t = time.perf_counter(); import handler; print((time.perf_counter() - t) * 1000)"
-    env = {"PROCESSED_BUCKET": "bench", "CATALOG_TABLE": "bench", "PATH": "/usr/bin:/bin"}
+    env = {**FUNCTION_ENV, "PATH": "/usr/bin:/bin"}
     results = []
     for _ in range(runs):
         out = subprocess.run(
@@ -191,8 +219,18 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=50, help="images per invocation")
     parser.add_argument("--reject-rate", type=float, default=0.01, help="share of images quarantined")
     parser.add_argument("--import-runs", type=int, default=5)
+    parser.add_argument("--memory", action="store_true", help="peak memory of hostile palette PNGs, old vs new")
+    parser.add_argument("--memory-batch", type=int, default=8, help="images per batch for --memory")
+    parser.add_argument("--old-ref", default="914ed90", help="git commit of the old preprocessing for --memory")
+    parser.add_argument("--memory-child", nargs=4, metavar=("CODE", "WORKERS", "MEMORY_MB", "FILE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.memory_child:
+        memory_child(*args.memory_child, batch=args.memory_batch)
+        return
     print("command:", shlex.join([sys.executable, *sys.argv]))
+    if args.memory:
+        memory_bench(args)
+        return
     print(
         f"machine: {_cpu_model()}, {os.cpu_count()} cores; Python {platform.python_version()}, "
         f"Pillow {PIL.__version__}, libjpeg-turbo {features.version('libjpeg_turbo')}; "
@@ -209,10 +247,13 @@ def main() -> None:
         f"built in {time.perf_counter() - start:.0f} s"
     )
 
-    limits = imaging.Limits(target_size=args.target_size, jpeg_quality=args.jpeg_quality)
+    limits = imaging.Limits(
+        training_image_size=args.target_size, jpeg_quality=args.jpeg_quality, max_input_bytes=50 * 1024 * 1024,
+        max_pixels=60_000_000, max_pixels_per_byte=1000, min_dimension=32, allowed_formats=("JPEG", "PNG", "WEBP"))
+    decode_budget = budget.DecodeBudget(budget.decode_budget_bytes(args.memory_mb))
     pipelines = {
         "a": straightforward,
-        "b": lambda data, _target: imaging.preprocess(data, limits),
+        "b": lambda data, _target: imaging.preprocess(data, limits, decode_budget),
         "draft": decode_draft,
         "full": decode_full,
     }
@@ -316,6 +357,136 @@ def print_costs(args: argparse.Namespace, mean_bytes: float, seconds_per_image: 
         print(
             f"    => request costs ${req_total:.2f} {verdict} optimized compute ${compute['(b)']:.2f} ({req_total / compute['(b)']:.1f}x); total ${req_total + compute['(b)']:.2f}/TB vs ${req_total + compute['(a)']:.2f}/TB with (a)"
         )
+
+
+SIDE = 7745  # the issue's file: 7745 x 7745 = 59.98 MP, just under the 60 MP limit
+
+
+def hostile_pngs(folder: Path) -> dict[str, Path]:
+    """The issue's files: 1-bit palette PNGs whose colour 0 is transparent. `flat` is the 7 KB bomb;
+    `noise` holds random pixels (~8 pixels per byte, so it passes the pixels-per-byte check and is
+    decoded and converted: the budget and the reduce-then-convert path at work). `rgba` is the
+    costliest honest case: a smooth RGBA PNG (4 bytes per decoded pixel), where the budget admits
+    fewer images at once than there are workers."""
+    files = {}
+    for kind in ("flat", "noise", "rgba"):
+        path = folder / f"{kind}-{SIDE}.png"
+        if not path.exists():
+            if kind == "rgba":
+                g = Image.linear_gradient("L").resize((SIDE, SIDE))
+                r = Image.radial_gradient("L").resize((SIDE, SIDE))
+                bands = (g, r, g.transpose(Image.Transpose.ROTATE_90), r.transpose(Image.Transpose.FLIP_LEFT_RIGHT))
+                Image.merge("RGBA", bands).save(path, "PNG")
+                files[kind] = path
+                continue
+            if kind == "flat":
+                img = Image.new("P", (SIDE, SIDE), 0)
+            else:
+                row_bytes = (SIDE + 7) // 8
+                bits = Image.frombytes("1", (SIDE, SIDE), random.Random(7).randbytes(row_bytes * SIDE))
+                img = Image.frombytes("P", (SIDE, SIDE), bits.convert("L").point(lambda v: 1 if v else 0).tobytes())
+            img.putpalette([255, 0, 0, 0, 0, 255])
+            img.save(path, "PNG", bits=1, transparency=0)
+        files[kind] = path
+    return files
+
+
+def deployed_sizing() -> tuple[int, int]:
+    """WORKERS and the memory size of the ingest function in the dev stack's offline plan."""
+    sys.path.insert(0, str(REPO))
+    from offline import runner
+
+    plan = runner.run(runner.projects()["ml-pipeline"], "dev")
+    function = plan.one("aws:lambda/function:Function", "ingest-fn").inputs
+    return int(function["environment"]["variables"][environment.WORKERS]), int(function["memorySize"])
+
+
+def memory_bench(args: argparse.Namespace) -> None:
+    import tempfile
+
+    workers, memory_mb = deployed_sizing()
+    limit_mb = memory_mb * 0.7
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        old = folder / "old"
+        old.mkdir()
+        source = subprocess.run(["git", "-C", str(REPO), "show", f"{args.old_ref}:functions/image_ingest/imaging.py"],
+                                capture_output=True, text=True, check=True).stdout
+        (old / "imaging.py").write_text(source)
+        files = hostile_pngs(folder)
+        print(f"deployed (dev stack plan): {workers} workers, {memory_mb} MB; 70% = {limit_mb:.0f} MB; "
+              f"batch of {args.memory_batch} per run (the peak depends on the workers, not the batch length)")
+        for kind, path in files.items():
+            what = "RGBA PNG, smooth" if kind == "rgba" else "1-bit palette PNG, colour 0 transparent"
+            print(f"  {kind}: {SIDE}x{SIDE} {what}, {path.stat().st_size:,} bytes")
+        print("  new* = the function with maxImagePixelsPerByte at its maximum (100000): the budget alone")
+        print(f"\n{'file':6} {'code':4} {'peak RSS MB':>12} {'baseline MB':>12} {'< 70%?':>7} {'seconds':>8}  outcomes"
+              f"  (new: decode budget {budget.decode_budget_bytes(memory_mb) // budget.MIB} MB)")
+        for kind, path in files.items():
+            for code in ("old", "new", "new*") if kind == "flat" else ("old", "new"):
+                out = subprocess.run(
+                    [sys.executable, __file__, "--memory-batch", str(args.memory_batch), "--memory-child", code,
+                     str(workers), str(memory_mb), str(path)],
+                    capture_output=True, text=True, env={**os.environ, "OLD_IMAGING_DIR": str(old)})
+                if out.returncode != 0:
+                    print(f"{kind:6} {code:4} failed: {out.stderr.strip().splitlines()[-1:]}")
+                    continue
+                r = json.loads(out.stdout.strip().splitlines()[-1])
+                ok = "yes" if r["peak_mb"] < limit_mb else "NO"
+                print(f"{kind:6} {code:4} {r['peak_mb']:12.0f} {r['baseline_mb']:12.0f} {ok:>7} {r['seconds']:8.1f}  "
+                      f"{r['outcomes']}" + (f", budget peak {r['budget_peak_mb']:.0f} MB" if "budget_peak_mb" in r else ""))
+
+
+def _high_water_mb() -> float:
+    """Peak resident memory of this process (VmHWM). Not getrusage's ru_maxrss: Linux carries that
+    over exec from the forking parent, here the offline plan's process."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM in /proc/self/status (Linux only)")
+
+
+def memory_child(code: str, workers: str, memory_mb: str, file: str, *, batch: int) -> None:
+    """One batch in this (fresh) process: the handler's imports, then `workers` threads over `batch`
+    copies of the file, each read inside its thread as the handler reads each S3 object."""
+    from collections import Counter
+    from concurrent.futures import ThreadPoolExecutor
+
+    import boto3  # noqa: F401  (the handler's baseline)
+
+    if code == "old":
+        sys.path.insert(0, os.environ["OLD_IMAGING_DIR"])
+        sys.modules.pop("imaging", None)
+        import imaging as old_imaging
+
+        def run(path: str) -> str:
+            try:
+                old_imaging.preprocess(Path(path).read_bytes(), old_imaging.Limits())
+                return "processed"
+            except old_imaging.ImageRejected as rejected:
+                return rejected.reason
+    else:
+        os.environ.update({**FUNCTION_ENV, environment.WORKERS: workers, environment.LAMBDA_MEMORY_MB: memory_mb})
+        if code == "new*":
+            os.environ[environment.MAX_PIXELS_PER_BYTE] = "100000"
+        import handler
+
+        def run(path: str) -> str:
+            try:
+                handler.imaging.preprocess(Path(path).read_bytes(), handler.SETTINGS.limits, handler.BUDGET)
+                return "processed"
+            except handler.imaging.ImageRejected as rejected:
+                return rejected.reason
+
+    baseline = _high_water_mb()
+    start = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=int(workers)) as pool:
+        outcomes = Counter(pool.map(run, [file] * batch))
+    seconds = time.perf_counter() - start
+    result = {"peak_mb": _high_water_mb(), "baseline_mb": baseline, "seconds": seconds, "outcomes": dict(outcomes)}
+    if code != "old":
+        result["budget_peak_mb"] = handler.BUDGET.peak / budget.MIB
+    print(json.dumps(result))
 
 
 if __name__ == "__main__":

@@ -1,8 +1,11 @@
 """A python3.12 Lambda function with its own role, encrypted log group, tracing and failure handling."""
 from __future__ import annotations
 
+import importlib.util
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 from typing import Mapping, Optional, Sequence
 
 import pulumi
@@ -33,6 +36,26 @@ def function_source(folder: str) -> Path:
     if not path.is_dir():
         raise FileNotFoundError(f"Lambda source folder {path} does not exist")
     return path
+
+
+def function_module(folder: str, module: str) -> ModuleType:
+    """Load one module of a function's folder (e.g. the list of its environment variable names) for the
+    component that deploys it. By path, because ``functions/`` is not an installed package and the zip's
+    modules import each other as top-level names; the module must import nothing of the function's."""
+    name = f"_functions.{folder}.{module}"
+    if name not in sys.modules:
+        path = function_source(folder) / f"{module}.py"
+        spec = importlib.util.spec_from_file_location(name, path)
+        if spec is None or spec.loader is None:
+            raise FileNotFoundError(f"no module {path}")
+        loaded = importlib.util.module_from_spec(spec)
+        sys.modules[name] = loaded  # before running it: dataclasses look their module up there
+        try:
+            spec.loader.exec_module(loaded)
+        except BaseException:
+            del sys.modules[name]
+            raise
+    return sys.modules[name]
 
 
 @dataclass(frozen=True)
@@ -128,6 +151,10 @@ class PythonFunction(pulumi.ComponentResource):
             layers=list(args.layer_arns) or None,
             environment=aws.lambda_.FunctionEnvironmentArgs(variables=dict(args.environment)) if args.environment else None,
             tracing_config=aws.lambda_.FunctionTracingConfigArgs(mode="Active"),
+            # The runtime's JSON log format (one logging style for every function, issue 7): the
+            # standard library's records become JSON with the request id and `extra` fields as keys;
+            # the runtime sets the root logger's level from application_log_level. log_group is the
+            # function's own encrypted group (the default name, but created here with retention and KMS).
             logging_config=aws.lambda_.FunctionLoggingConfigArgs(
                 log_format="JSON", log_group=self.log_group.name, application_log_level=args.log_level,
                 system_log_level="WARN"),

@@ -1,16 +1,24 @@
 """The data catalog: one DynamoDB item per source image version, and the two calls that use it.
 
 Keys: `partition_date` (the event's UTC date, so "all images of a day" is one Query) and
-`image_id` = "{bucket}/{key}#{version_id}". Items are written with attribute_not_exists, so a
-redelivered event never makes a second item; the catalog is the source of truth and a shard
-member no item points at is an orphan, not data. Only rejected items carry `rejected_pk` and
-`rejected_at`, so the sparse "rejected-index" GSI costs writes for rejects alone. Items are kept
-to plain strings and numbers, well under 1 KB (1 WRU) for ordinary keys.
+`image_id`, the SHA-256 (hex) of "{bucket}/{key}#{version_id}": fixed length, because S3 keys of up
+to 1,024 bytes would overflow DynamoDB's 1,024-byte sort key (issue 8); the full key stays in
+`source_key`. Items are written with attribute_not_exists, so a redelivered event never makes a
+second item; the catalog is the source of truth and a shard member no item points at is an orphan,
+not data. Only rejected items carry `rejected_pk` and `rejected_at`, so the sparse "rejected-index"
+GSI costs writes for rejects alone. A labelled image carries `label` (contract 1 of the brief).
+
+The daily statistics item (contract 3): `partition_date = "stats#YYYY-MM-DD"`, `image_id = "#totals"`,
+top-level numbers `accepted`, `rejected`, `unlabelled` and `label:<label>`, added to with one
+UpdateItem ADD per batch and date, counting only images this invocation newly catalogued.
 """
 
 from __future__ import annotations
 
+import hashlib
+import re
 import time
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +29,22 @@ REJECTED = "REJECTED"
 _BATCH_GET_MAX = 100  # DynamoDB's BatchGetItem limit
 _UNPROCESSED_TRIES = 4
 _DETAIL_MAX = 300
+STATS_PREFIX = "stats#"
+STATS_SORT_KEY = "#totals"
+LABEL_ATTRIBUTE_PREFIX = "label:"
+_LABEL = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+
+
+def label_of(key: str, raw_prefix: str, segment: int) -> str | None:
+    """The label of an upload at `<raw_prefix><...><label>/<file>`: path segment `segment` after the
+    prefix, lower-cased, when a segment follows it and it matches the label pattern; else None."""
+    if not key.startswith(raw_prefix):
+        return None
+    parts = key[len(raw_prefix) :].split("/")
+    if len(parts) < segment + 2:
+        return None  # the label segment must be a folder, with the file (or more folders) after it
+    label = parts[segment].lower()
+    return label if _LABEL.match(label) else None
 
 
 @dataclass(frozen=True)
@@ -34,14 +58,17 @@ class Source:
     size: int | None
     partition_date: str  # YYYY-MM-DD, UTC, from the event time
     event_time: str
+    label: str | None = None
 
     @property
     def image_id(self) -> str:
-        return f"{self.bucket}/{self.key}#{self.version_id or 'null'}"
+        return hashlib.sha256(f"{self.bucket}/{self.key}#{self.version_id or 'null'}".encode()).hexdigest()
 
     def lineage(self) -> dict[str, object]:
+        """What the shard's JSON holds beside each image (with `label`: null when unlabelled)."""
         return {
             "image_id": self.image_id,
+            "label": self.label,
             "partition_date": self.partition_date,
             "event_time": self.event_time,
             "source_bucket": self.bucket,
@@ -73,6 +100,33 @@ def rejected_item(
             "rejected_at": processed_at,
         }
     )
+
+
+def statistics_updates(table: str, newly: list[tuple[Source, bool]]) -> list[dict[str, Any]]:
+    """UpdateItem requests (one per partition date) adding this batch's newly catalogued images:
+    `newly` holds (source, accepted) pairs; labels count accepted images only."""
+    per_date: dict[str, Counter[str]] = {}
+    for source, accepted in newly:
+        counts = per_date.setdefault(source.partition_date, Counter())
+        if not accepted:
+            counts["rejected"] += 1
+            continue
+        counts["accepted"] += 1
+        counts[LABEL_ATTRIBUTE_PREFIX + source.label if source.label else "unlabelled"] += 1
+    requests = []
+    for date, counts in sorted(per_date.items()):
+        names = {f"#a{i}": name for i, name in enumerate(sorted(counts))}
+        requests.append(
+            {
+                "TableName": table,
+                "Key": {"partition_date": {"S": STATS_PREFIX + date}, "image_id": {"S": STATS_SORT_KEY}},
+                # ADD works on top-level number attributes only, hence one attribute per label.
+                "UpdateExpression": "ADD " + ", ".join(f"{alias} :v{alias[2:]}" for alias in names),
+                "ExpressionAttributeNames": names,
+                "ExpressionAttributeValues": {f":v{alias[2:]}": {"N": str(counts[n])} for alias, n in names.items()},
+            }
+        )
+    return requests
 
 
 def existing_ids(client: Any, table: str, sources: list[Source]) -> set[str]:

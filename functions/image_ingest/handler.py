@@ -1,22 +1,31 @@
 """Lambda entry point: ingest raw images named by S3 -> EventBridge -> SQS events into shards.
 
-Per batch: parse each SQS record's EventBridge body, drop the images the catalog already holds
-(BatchGetItem), fetch and preprocess the rest in a few threads (S3 waits overlap; Pillow releases
-the GIL while decoding), quarantine invalid images, PUT one shard for the batch, then write the
-catalog items conditionally. Order matters for crashes: if the function dies after the shard PUT
-and before the catalog writes, SQS redelivers, the images are processed again into a new shard,
-and the first shard's members are orphans that no catalog item points at - harmless, because the
-catalog is the source of truth. Invalid images are not failures; a record fails (and, after the
-queue's maxReceiveCount, lands in the DLQ) only if its body is unparseable or its AWS calls still
-fail after botocore's retries. Powertools' BatchProcessor is not used: it handles records one by
-one, and one shard per batch needs the whole batch before the shard is written.
+Per batch: parse each SQS record's EventBridge body on its own (a malformed one fails alone), drop
+the images the catalog already holds (BatchGetItem), fetch and preprocess the rest in a few threads
+(S3 waits overlap; Pillow releases the GIL while decoding; decoded pixels are budgeted across the
+threads), quarantine invalid images, PUT one shard for the batch, write the catalog items
+conditionally, then add the newly catalogued images to the day's statistics item (one UpdateItem).
+Order matters for crashes: if the function dies after the shard PUT and before the catalog writes,
+SQS redelivers, the images are processed again into a new shard, and the first shard's members are
+orphans that no catalog item points at - harmless, because the catalog is the source of truth.
+
+Failures: an invalid image is not one (quarantined, catalogued as rejected). A deleted source is
+catalogued as rejected (`source_missing`) with a warning and a metric. An error no retry can fix
+(AWS refuses a key or an item) is final on the first try: catalogued as rejected where possible,
+logged, counted in an alarmed metric, never retried. AccessDenied fails the record (SQS retries it,
+then the DLQ) and is counted in an alarmed metric. Anything else fails the record for a retry.
+Logging: the standard library; the Lambda runtime's JSON log format adds the request id and turns
+`extra` fields into keys; the level comes from the function's logging config.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
+import threading
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -29,58 +38,94 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 # The function's own modules: top-level names, as Lambda puts the zip's root on sys.path.
+import budget
 import catalog
+import environment as env
 import imaging
+import metric_names
 import shards
 from catalog import Source
-from jsonlog import JsonLogger
 
 _COPY_OBJECT_MAX = 5 * 1024**3  # larger sources need a multipart copy
-_MISSING_CODES = {"NoSuchKey", "NoSuchVersion", "404"}
+_S3_KEY_MAX_BYTES = 1024
+_MISSING_CODES = frozenset({"NoSuchKey", "NoSuchVersion", "404"})
+_DENIED_CODES = frozenset({"AccessDenied", "AccessDeniedException", "403", "AllAccessDisabled"})
+# Errors that a retry cannot fix: the request itself is refused (key, item or argument invalid).
+_PERMANENT_CODES = frozenset(
+    {
+        "ValidationException",
+        "KeyTooLongError",
+        "InvalidArgument",
+        "InvalidRequest",
+        "InvalidURI",
+        "MetadataTooLarge",
+        "InvalidObjectState",
+        "ItemCollectionSizeLimitExceededException",
+    }
+)
+
+log = logging.getLogger("image_ingest")
+
+
+class Metrics:
+    """Counts of one invocation, added to from the worker threads."""
+
+    def __init__(self) -> None:
+        self.counts: Counter[str] = Counter()
+        self._lock = threading.Lock()
+
+    def add(self, name: str) -> None:
+        with self._lock:
+            self.counts[name] += 1
 
 
 @dataclass(frozen=True)
 class Settings:
-    """The function's environment, read once per container; required names fail with KeyError."""
+    """The function's environment, read once per container; every name is required (KeyError)."""
 
     processed_bucket: str
     catalog_table: str
+    raw_prefix: str
     quarantine_prefix: str
     shard_prefix: str
+    label_path_segment: int
     workers: int
+    metric_namespace: str
     limits: imaging.Limits
 
     @classmethod
-    def from_env(cls, env: os._Environ[str] | dict[str, str] = os.environ) -> Settings:
+    def from_env(cls, environ: os._Environ[str] | dict[str, str] = os.environ) -> Settings:
+        def number(name: str) -> int:
+            raw = environ[name]
+            try:
+                return int(raw)
+            except ValueError:
+                raise ValueError(f"environment variable {name} must be an integer, got {raw!r}") from None
+
         return cls(
-            processed_bucket=env["PROCESSED_BUCKET"],
-            catalog_table=env["CATALOG_TABLE"],
-            quarantine_prefix=env.get("QUARANTINE_PREFIX", "quarantine/"),
-            shard_prefix=env.get("SHARD_PREFIX", "shards/"),
-            workers=_int(env, "WORKERS", 4),
+            processed_bucket=environ[env.PROCESSED_BUCKET],
+            catalog_table=environ[env.CATALOG_TABLE],
+            raw_prefix=environ[env.RAW_PREFIX],
+            quarantine_prefix=environ[env.QUARANTINE_PREFIX],
+            shard_prefix=environ[env.SHARD_PREFIX],
+            label_path_segment=number(env.LABEL_PATH_SEGMENT),
+            workers=number(env.WORKERS),
+            metric_namespace=environ[env.METRIC_NAMESPACE],
             limits=imaging.Limits(
-                target_size=_int(env, "TARGET_SIZE", 512),
-                jpeg_quality=_int(env, "JPEG_QUALITY", 90),
-                max_input_bytes=_int(env, "MAX_INPUT_BYTES", 52428800),
-                max_pixels=_int(env, "MAX_PIXELS", 60000000),
-                min_dimension=_int(env, "MIN_DIMENSION", 32),
-                allowed_formats=tuple(
-                    f.strip().upper() for f in env.get("ALLOWED_FORMATS", "JPEG,PNG,WEBP").split(",") if f.strip()
-                ),
+                training_image_size=number(env.TRAINING_IMAGE_SIZE),
+                jpeg_quality=number(env.JPEG_QUALITY),
+                max_input_bytes=number(env.MAX_INPUT_BYTES),
+                max_pixels=number(env.MAX_PIXELS),
+                max_pixels_per_byte=number(env.MAX_PIXELS_PER_BYTE),
+                min_dimension=number(env.MIN_DIMENSION),
+                allowed_formats=tuple(f.strip().upper() for f in environ[env.ALLOWED_FORMATS].split(",") if f.strip()),
             ),
         )
 
 
-def _int(env: os._Environ[str] | dict[str, str], name: str, default: int) -> int:
-    raw = env.get(name, str(default))
-    try:
-        return int(raw)
-    except ValueError:
-        raise ValueError(f"environment variable {name} must be an integer, got {raw!r}") from None
-
-
 SETTINGS = Settings.from_env()
-log = JsonLogger("image_ingest", os.environ.get("LOG_LEVEL", "INFO"))
+# One budget for all worker threads of this container, sized from the function's memory (issue 8).
+BUDGET = budget.DecodeBudget(budget.decode_budget_bytes(int(os.environ[env.LAMBDA_MEMORY_MB])))
 
 _S3_CONFIG = Config(
     retries={"mode": "standard", "max_attempts": 5},
@@ -116,97 +161,155 @@ class Outcome:
     quarantine_key: str | None = None
     shard: dict[str, object] | None = None
     error: str | None = None
+    catalogued: bool = False  # this invocation wrote its catalog item
 
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, list[dict[str, str]]]:
-    log.set_request_id(getattr(context, "aws_request_id", None))
     s3, ddb = _client("s3"), _client("dynamodb")
+    metrics = Metrics()
     failed: set[str] = set()
     messages: dict[str, list[str]] = {}  # image id -> message ids (SQS may deliver one twice)
     sources: dict[str, Source] = {}
-    for record in event.get("Records", []):
-        message_id = record.get("messageId", "")
+    records = event.get("Records") if isinstance(event, dict) else None
+    records = records if isinstance(records, list) else []
+    for record in records:
+        message_id = record.get("messageId") if isinstance(record, dict) else None
+        message_id = message_id if isinstance(message_id, str) else ""
         try:
             source = parse_body(record["body"])
-        except (KeyError, TypeError, ValueError) as exc:
-            log.error("poison message", message_id=message_id, error=repr(exc))
+        except Exception as exc:  # noqa: BLE001 - any malformed record fails alone, never the batch
+            log.error("poison message", extra={"message_id": message_id, "error": repr(exc)})
             failed.add(message_id)
             continue
         if source.key.startswith(SETTINGS.quarantine_prefix):
             # Our own quarantine copies land in the raw bucket; never ingest them (a loop otherwise).
-            log.warning("skipped quarantine object", message_id=message_id, key=source.key)
+            log.warning("skipped quarantine object", extra={"message_id": message_id, "key": source.key})
             continue
         messages.setdefault(source.image_id, []).append(message_id)
         sources[source.image_id] = source
 
     done = catalog.existing_ids(ddb, SETTINGS.catalog_table, list(sources.values()))
     for image_id in done:
-        log.info("already catalogued", image_id=image_id)
+        log.info("already catalogued", extra={"image_id": image_id})
     todo = [s for image_id, s in sources.items() if image_id not in done]
 
     with ThreadPoolExecutor(max_workers=SETTINGS.workers) as pool:
-        outcomes = list(pool.map(lambda source: _ingest(s3, source), todo))
+        outcomes = list(pool.map(lambda source: _ingest(s3, source, metrics), todo))
         now = datetime.now(UTC)
-        _put_shard(s3, [o for o in outcomes if o.processed], now)
-        list(pool.map(lambda outcome: _record(ddb, outcome, now), outcomes))
+        _put_shard(s3, [o for o in outcomes if o.processed and not o.error], now)
+        list(pool.map(lambda outcome: _record(ddb, outcome, now, metrics), outcomes))
 
+    _add_statistics(ddb, [o for o in outcomes if o.catalogued], metrics)
     for outcome in outcomes:
         if outcome.error:
             failed.update(messages[outcome.source.image_id])
+    _publish(metrics)
     log.info(
         "batch done",
-        records=len(event.get("Records", [])),
-        processed=sum(1 for o in outcomes if o.processed and not o.error),
-        rejected=sum(1 for o in outcomes if o.rejected and not o.error),
-        duplicates=len(done),
-        failed=len(failed),
+        extra={
+            "records": len(records),
+            "processed": sum(1 for o in outcomes if o.processed and not o.error),
+            "rejected": sum(1 for o in outcomes if o.rejected and not o.error),
+            "duplicates": len(done),
+            "failed": len(failed),
+            "decode_budget_peak": BUDGET.peak,
+        },
     )
     return {"batchItemFailures": [{"itemIdentifier": m} for m in sorted(failed)]}
 
 
-def parse_body(body: str) -> Source:
+def _field(parent: dict[str, Any], name: str, kind: type, *, required: bool = True) -> Any:
+    value = parent.get(name)
+    if value is None and not required:
+        return None
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise ValueError(f"{name} must be a {kind.__name__}, got {type(value).__name__}")
+    return value
+
+
+def parse_body(body: Any) -> Source:
     """An EventBridge "Object Created" event; its object key is not URL-encoded (unlike S3's
-    direct notifications), so it is used as it is."""
+    direct notifications), so it is used as it is. Every field is type-checked: a wrongly typed one
+    raises ValueError for this record alone."""
+    if not isinstance(body, str):
+        raise ValueError(f"body must be a string, got {type(body).__name__}")
     event = json.loads(body)
-    if event["detail-type"] != "Object Created":
-        raise ValueError(f"unexpected detail-type {event['detail-type']!r}")
-    detail, obj = event["detail"], event["detail"]["object"]
-    when = datetime.fromisoformat(event["time"].replace("Z", "+00:00")).astimezone(UTC)
-    size = obj.get("size")
+    if not isinstance(event, dict):
+        raise ValueError("body is not a JSON object")
+    if event.get("detail-type") != "Object Created":
+        raise ValueError(f"unexpected detail-type {event.get('detail-type')!r}")
+    detail = _field(event, "detail", dict)
+    obj = _field(detail, "object", dict)
+    key = _field(obj, "key", str)
+    if not key:
+        raise ValueError("key is empty")
+    size = _field(obj, "size", int, required=False)
+    if size is not None and size < 0:
+        raise ValueError(f"size must be >= 0, got {size}")
+    event_time = _field(event, "time", str)
+    when = datetime.fromisoformat(event_time.replace("Z", "+00:00"))
+    if when.tzinfo is None:
+        raise ValueError(f"time has no time zone: {event_time!r}")
     return Source(
-        bucket=detail["bucket"]["name"],
-        key=obj["key"],
-        version_id=obj.get("version-id"),
-        etag=obj.get("etag"),
-        size=int(size) if size is not None else None,
-        partition_date=when.strftime("%Y-%m-%d"),
-        event_time=event["time"],
+        bucket=_field(_field(detail, "bucket", dict), "name", str),
+        key=key,
+        version_id=_field(obj, "version-id", str, required=False),
+        etag=_field(obj, "etag", str, required=False),
+        size=size,
+        partition_date=when.astimezone(UTC).strftime("%Y-%m-%d"),
+        event_time=event_time,
+        label=catalog.label_of(key, SETTINGS.raw_prefix, SETTINGS.label_path_segment),
     )
 
 
-def _ingest(s3: Any, source: Source) -> Outcome:
+def _code(exc: BaseException) -> str | None:
+    return exc.response.get("Error", {}).get("Code") if isinstance(exc, ClientError) else None
+
+
+def _ingest(s3: Any, source: Source, metrics: Metrics) -> Outcome:
     """Fetch, preprocess and, if invalid, quarantine one image; never raises."""
     outcome = Outcome(source)
     try:
         data = _fetch(s3, source)
         outcome.sha256 = hashlib.sha256(data).hexdigest()
-        outcome.processed = imaging.preprocess(data, SETTINGS.limits)
+        outcome.processed = imaging.preprocess(data, SETTINGS.limits, BUDGET)
     except imaging.ImageRejected as rejected:
         outcome.rejected = rejected
     except ClientError as exc:
-        if exc.response["Error"]["Code"] not in _MISSING_CODES:
-            return _failed(outcome, exc)
-        # Gone before we read it (a permanent delete): nothing to quarantine, nothing to retry.
-        outcome.rejected = imaging.ImageRejected("source_missing", str(exc))
-        return outcome
+        code = _code(exc)
+        if code in _MISSING_CODES:
+            # Deleted before we read it: nothing to quarantine, nothing to retry. With s3:ListBucket on
+            # the raw prefix S3 answers 404 here; a 403 is a real denial (below).
+            metrics.add(metric_names.SOURCE_MISSING)
+            log.warning("source missing", extra={"image_id": source.image_id, "key": source.key, "error": code})
+            outcome.rejected = imaging.ImageRejected("source_missing", str(exc))
+            return outcome
+        if code in _PERMANENT_CODES:
+            outcome.rejected = _permanent(source, "read", exc, metrics)
+            return outcome
+        if code in _DENIED_CODES:
+            metrics.add(metric_names.ACCESS_DENIED)
+        return _failed(outcome, exc)
     except Exception as exc:  # noqa: BLE001 - one bad record must not sink the batch
         return _failed(outcome, exc)
     if outcome.rejected:
         try:
             outcome.quarantine_key = _quarantine(s3, source, outcome.rejected)
+        except ClientError as exc:
+            if _code(exc) not in _PERMANENT_CODES:
+                if _code(exc) in _DENIED_CODES:
+                    metrics.add(metric_names.ACCESS_DENIED)
+                return _failed(outcome, exc)
+            _permanent(source, "quarantine", exc, metrics)  # recorded as rejected, without a copy
         except Exception as exc:  # noqa: BLE001 - retried by SQS; the source is untouched
             return _failed(outcome, exc)
     return outcome
+
+
+def _permanent(source: Source, step: str, exc: BaseException, metrics: Metrics) -> imaging.ImageRejected:
+    metrics.add(metric_names.PERMANENT_ERRORS)
+    log.error("permanent error, not retried", extra={"image_id": source.image_id, "step": step, "error": repr(exc)})
+    return imaging.ImageRejected("permanent_error", f"{step}: {exc}")
 
 
 def _fetch(s3: Any, source: Source) -> bytes:
@@ -224,20 +327,34 @@ def _fetch(s3: Any, source: Source) -> bytes:
     return body.read()
 
 
-def _quarantine(s3: Any, source: Source, rejected: imaging.ImageRejected) -> str:
+def quarantine_key(prefix: str, source: Source) -> str:
+    """`<prefix><source key>`, or when that would pass S3's 1,024-byte key limit, the key cut on a
+    character boundary and made unique with the image id's first 16 hex digits."""
+    key = prefix + source.key
+    if len(key.encode()) <= _S3_KEY_MAX_BYTES:
+        return key
+    suffix = "~" + source.image_id[:16]
+    room = _S3_KEY_MAX_BYTES - len(prefix.encode()) - len(suffix)
+    return prefix + source.key.encode()[:room].decode("utf-8", "ignore") + suffix
+
+
+def _quarantine(s3: Any, source: Source, rejected: imaging.ImageRejected) -> str | None:
     """Copy the source version to the quarantine prefix of its own bucket, reason in metadata."""
-    key = SETTINGS.quarantine_prefix + source.key
+    if rejected.reason in ("source_missing", "permanent_error"):
+        return None
+    key = quarantine_key(SETTINGS.quarantine_prefix, source)
     copy_source = {"Bucket": source.bucket, "Key": source.key}
     if source.version_id:
         copy_source["VersionId"] = source.version_id
-    # User metadata travels as HTTP headers: ASCII, 2 KB in all. The source key is the quarantine
-    # key less the prefix, so only the reason, a short detail and the version are added.
+    # User metadata travels as HTTP headers: ASCII, 2 KB in all. The catalog item (image-id) holds
+    # the full source key, so only the reason, a short detail, the version and the id are added.
     extra = {
         "MetadataDirective": "REPLACE",
         "Metadata": {
             "reject-reason": rejected.reason,
             "reject-detail": quote(rejected.detail[:200], safe=" :/,.-_()<>=x"),
             "source-version-id": source.version_id or "null",
+            "image-id": source.image_id,
         },
     }
     if source.size is not None and source.size > _COPY_OBJECT_MAX:
@@ -245,7 +362,8 @@ def _quarantine(s3: Any, source: Source, rejected: imaging.ImageRejected) -> str
     else:
         s3.copy_object(CopySource=copy_source, Bucket=source.bucket, Key=key, **extra)
     log.warning(
-        "quarantined", image_id=source.image_id, reason=rejected.reason, detail=rejected.detail, quarantine_key=key
+        "quarantined",
+        extra={"image_id": source.image_id, "reason": rejected.reason, "detail": rejected.detail, "quarantine_key": key},
     )
     return key
 
@@ -270,10 +388,10 @@ def _put_shard(s3: Any, processed: list[Outcome], now: datetime) -> None:
     for outcome in processed:
         loc = locations[outcome.source.image_id]
         outcome.shard = {"shard_key": key, "shard_offset": loc.offset, "shard_length": loc.length}
-    log.info("shard written", shard_key=key, images=len(members), bytes=len(data))
+    log.info("shard written", extra={"shard_key": key, "images": len(members), "bytes": len(data)})
 
 
-def _record(ddb: Any, outcome: Outcome, now: datetime) -> None:
+def _record(ddb: Any, outcome: Outcome, now: datetime, metrics: Metrics) -> None:
     if outcome.error:
         return
     processed_at = now.isoformat(timespec="milliseconds").replace("+00:00", "Z")
@@ -291,10 +409,41 @@ def _record(ddb: Any, outcome: Outcome, now: datetime) -> None:
     else:
         return
     try:
-        if not catalog.put_new(ddb, SETTINGS.catalog_table, item):
-            log.info("duplicate delivery, catalog item kept", image_id=outcome.source.image_id)
+        outcome.catalogued = catalog.put_new(ddb, SETTINGS.catalog_table, item)
+        if not outcome.catalogued:
+            log.info("duplicate delivery, catalog item kept", extra={"image_id": outcome.source.image_id})
+    except ClientError as exc:
+        if _code(exc) in _PERMANENT_CODES:
+            # Final: a retry would only write another orphan shard member and quarantine copy.
+            _permanent(outcome.source, "catalog", exc, metrics)
+        else:
+            _failed(outcome, exc)
     except Exception as exc:  # noqa: BLE001 - reported per record
         _failed(outcome, exc)
+
+
+def _add_statistics(ddb: Any, catalogued: list[Outcome], metrics: Metrics) -> None:
+    """One UpdateItem ADD per partition date (one per batch but around midnight) of this batch's
+    newly catalogued images. A failure after botocore's retries is logged and alarmed, not retried:
+    a redelivered batch finds its images catalogued and would add nothing anyway."""
+    newly = [(o.source, o.processed is not None and o.shard is not None) for o in catalogued]
+    for request in catalog.statistics_updates(SETTINGS.catalog_table, newly):
+        try:
+            ddb.update_item(**request)
+        except Exception as exc:  # noqa: BLE001 - the images are catalogued; only the counts are short
+            metrics.add(metric_names.STATISTICS_NOT_RECORDED)
+            log.error("statistics not recorded", extra={"key": request["Key"]["partition_date"]["S"], "error": repr(exc)})
+
+
+def _publish(metrics: Metrics) -> None:
+    """One PutMetricData for the batch, only when something happened worth counting."""
+    data = [{"MetricName": name, "Value": float(n), "Unit": "Count"} for name, n in sorted(metrics.counts.items()) if n]
+    if not data:
+        return
+    try:
+        _client("cloudwatch").put_metric_data(Namespace=SETTINGS.metric_namespace, MetricData=data)
+    except Exception as exc:  # noqa: BLE001 - metrics must never fail the batch
+        log.error("metrics not published", extra={"metrics": dict(metrics.counts), "error": repr(exc)})
 
 
 def _image_fields(outcome: Outcome) -> dict[str, object]:
@@ -312,5 +461,5 @@ def _image_fields(outcome: Outcome) -> dict[str, object]:
 
 def _failed(outcome: Outcome, exc: BaseException) -> Outcome:
     outcome.error = repr(exc)
-    log.error("record failed", image_id=outcome.source.image_id, error=outcome.error)
+    log.error("record failed", extra={"image_id": outcome.source.image_id, "error": outcome.error})
     return outcome

@@ -1,5 +1,6 @@
 """Ingestion's alarms: poison records in the dead-letter queue, a backlog that ingestion cannot keep up
-with, and function crashes. They are children of the ImageIngestion component."""
+with, function crashes, and the function's own metrics (access denied, permanent errors, statistics not
+recorded). They are children of the ImageIngestion component."""
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
@@ -12,7 +13,7 @@ if TYPE_CHECKING:
 
 
 def ingestion_alarms(component: "ImageIngestion", name: str, name_prefix: str,
-                     alarm_topic_arn: pulumi.Input[str]) -> None:
+                     alarm_topic_arn: pulumi.Input[str], namespace: str, metrics) -> None:
     child = pulumi.ResourceOptions(parent=component)
     actions = dict(alarm_actions=[alarm_topic_arn], ok_actions=[alarm_topic_arn])
     aws.cloudwatch.MetricAlarm(
@@ -36,3 +37,16 @@ def ingestion_alarms(component: "ImageIngestion", name: str, name_prefix: str,
         namespace="AWS/Lambda", metric_name="Errors", dimensions={"FunctionName": component.function.name},
         statistic="Sum", period=300, evaluation_periods=1, threshold=0, comparison_operator="GreaterThanThreshold",
         treat_missing_data="notBreaching", **actions, opts=child)
+    for metric, slug, why in (
+        (metrics.ACCESS_DENIED, "access-denied",
+         "S3 or KMS denied the ingest function (a policy or key is wrong); the records are retried, then the DLQ"),
+        (metrics.PERMANENT_ERRORS, "permanent-errors",
+         "AWS refused an image's key or item for good; it was recorded as rejected (or only logged) and not retried"),
+        (metrics.STATISTICS_NOT_RECORDED, "statistics-not-recorded",
+         "The daily statistics item missed a batch's counts; training's data validation will under-count that day"),
+    ):
+        aws.cloudwatch.MetricAlarm(
+            f"{name}-{slug}", name=f"{name_prefix}-ingest-{slug}", alarm_description=why,
+            namespace=namespace, metric_name=metric, statistic="Sum", period=300, evaluation_periods=1,
+            threshold=0, comparison_operator="GreaterThanThreshold", treat_missing_data="notBreaching",
+            **actions, opts=child)

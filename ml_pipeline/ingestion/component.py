@@ -16,9 +16,15 @@ import pulumi_aws as aws
 
 from ml_pipeline.ingestion.alarms import ingestion_alarms
 from ml_pipeline.ingestion.settings import IngestSettings
+from ml_pipeline.metric_names import namespace as metric_namespace
 from shared import iam
 from shared.context import AwsContext
-from shared.lambda_function import FUNCTIONS_DIR, PythonFunction, PythonFunctionArgs
+from shared.lambda_function import FUNCTIONS_DIR, PythonFunction, PythonFunctionArgs, function_module
+
+# The function's own lists: its environment variable names, metric names and catalog key constants.
+ENV = function_module("image_ingest", "environment")
+METRICS = function_module("image_ingest", "metric_names")
+_CATALOG = function_module("image_ingest", "catalog")
 
 DLQ_RETENTION_S = 14 * 24 * 3600
 QUEUE_RETENTION_S = 4 * 24 * 3600
@@ -52,22 +58,36 @@ def event_pattern(bucket_name: str, prefix: str) -> str:
 
 
 def function_environment(args: ImageIngestionArgs) -> dict[str, pulumi.Input[str]]:
+    """Every variable of ``ENV.ALL``, each required by the function; the memory size reaches it from
+    Lambda itself (AWS_LAMBDA_FUNCTION_MEMORY_SIZE) and the log level through the logging config."""
     s = args.settings
-    return {
-        "PROCESSED_BUCKET": args.processed_bucket_name,
-        "CATALOG_TABLE": args.catalog_table_name,
-        "QUARANTINE_PREFIX": s.quarantine_prefix,
-        "SHARD_PREFIX": s.shard_prefix,
-        "TARGET_SIZE": str(s.target_size),
-        "JPEG_QUALITY": str(s.jpeg_quality),
-        "MAX_INPUT_BYTES": str(s.max_input_mb * 1024 * 1024),
-        "MAX_PIXELS": str(s.max_megapixels * 1_000_000),
-        "MIN_DIMENSION": str(s.min_dimension),
-        "ALLOWED_FORMATS": ",".join(s.allowed_formats),
-        "LOG_LEVEL": s.log_level,
-        # Threads per invocation, so S3 reads overlap with decoding; each can hold a 60 MP image.
-        "WORKERS": str(s.workers),
+    environment = {
+        ENV.PROCESSED_BUCKET: args.processed_bucket_name,
+        ENV.CATALOG_TABLE: args.catalog_table_name,
+        ENV.RAW_PREFIX: s.raw_prefix,
+        ENV.QUARANTINE_PREFIX: s.quarantine_prefix,
+        ENV.SHARD_PREFIX: s.shard_prefix,
+        ENV.LABEL_PATH_SEGMENT: str(s.label_path_segment),
+        ENV.TRAINING_IMAGE_SIZE: str(s.training_image_size),
+        ENV.JPEG_QUALITY: str(s.jpeg_quality),
+        ENV.MAX_INPUT_BYTES: str(s.max_input_mb * 1024 * 1024),
+        ENV.MAX_PIXELS: str(s.max_megapixels * 1_000_000),
+        ENV.MAX_PIXELS_PER_BYTE: str(s.max_pixels_per_byte),
+        ENV.MIN_DIMENSION: str(s.min_dimension),
+        ENV.ALLOWED_FORMATS: ",".join(s.allowed_formats),
+        # Threads per invocation, so S3 reads overlap with decoding; decoded pixels are budgeted across them.
+        ENV.WORKERS: str(s.workers),
+        ENV.METRIC_NAMESPACE: metric_namespace(args.name_prefix),
     }
+    if set(environment) != set(ENV.ALL):
+        raise RuntimeError(f"environment {sorted(environment)} differs from the function's {sorted(ENV.ALL)}")
+    return environment
+
+
+def _via(ctx: AwsContext, *services: str) -> dict:
+    """Key use only through these services of the stack's region (issue 8: kms:ViaService)."""
+    return {"StringEquals": {"kms:ViaService": [
+        pulumi.Output.concat(service, ".", ctx.region, ".", ctx.dns_suffix) for service in services]}}
 
 
 def function_statements(args: ImageIngestionArgs, queue_arn: pulumi.Input[str]) -> list[dict]:
@@ -75,15 +95,28 @@ def function_statements(args: ImageIngestionArgs, queue_arn: pulumi.Input[str]) 
     return [
         iam.allow(["s3:GetObject", "s3:GetObjectVersion", "s3:GetObjectTagging", "s3:GetObjectVersionTagging"],
                   [iam.objects_in(args.raw_bucket_arn, s.raw_prefix)], sid="ReadRawImages"),
+        # Without ListBucket, S3 answers a GET of a missing key with 403, indistinguishable from a real
+        # denial; with it, 404 (issue 8). Listing is limited to the upload prefix.
+        iam.allow(["s3:ListBucket"], [args.raw_bucket_arn], sid="ListRawPrefix",
+                  conditions={"StringLike": {"s3:prefix": [f"{s.raw_prefix}*"]}}),
         iam.allow(["s3:PutObject", "s3:PutObjectTagging"], [iam.objects_in(args.raw_bucket_arn, s.quarantine_prefix)],
                   sid="QuarantineCopies"),
         iam.allow(["s3:PutObject"], [iam.objects_in(args.processed_bucket_arn, s.shard_prefix)], sid="WriteShards"),
         iam.allow(["dynamodb:BatchGetItem", "dynamodb:PutItem"], [args.catalog_table_arn], sid="Catalog"),
+        # The daily statistics items only (partition key stats#YYYY-MM-DD), one ADD per batch.
+        iam.allow(["dynamodb:UpdateItem"], [args.catalog_table_arn], sid="DailyStatistics",
+                  conditions={"ForAllValues:StringLike": {"dynamodb:LeadingKeys": [f"{_CATALOG.STATS_PREFIX}*"]}}),
         iam.allow(["sqs:ChangeMessageVisibility", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ReceiveMessage"],
                   [queue_arn], sid="IngestQueue"),
-        # S3 objects and the queue are encrypted with the data key, the catalog with the metadata key.
-        iam.allow(["kms:Decrypt", "kms:GenerateDataKey"], [args.data_key_arn], sid="DataKey"),
-        iam.allow(["kms:Decrypt", "kms:DescribeKey", "kms:GenerateDataKey"], [args.metadata_key_arn], sid="MetadataKey"),
+        iam.unscoped(["cloudwatch:PutMetricData"], sid="Metrics",
+                     why="PutMetricData has no resource-level permissions; the namespace condition scopes it",
+                     conditions={"StringEquals": {"cloudwatch:namespace": metric_namespace(args.name_prefix)}}),
+        # S3 objects and the queue are encrypted with the data key, the catalog with the metadata key;
+        # the role may use each only through the service that holds data under it.
+        iam.allow(["kms:Decrypt", "kms:GenerateDataKey"], [args.data_key_arn], sid="DataKey",
+                  conditions=_via(args.ctx, "s3", "sqs")),
+        iam.allow(["kms:Decrypt", "kms:DescribeKey", "kms:GenerateDataKey"], [args.metadata_key_arn], sid="MetadataKey",
+                  conditions=_via(args.ctx, "dynamodb")),
     ]
 
 
@@ -155,7 +188,8 @@ class ImageIngestion(pulumi.ComponentResource):
             scaling_config=aws.lambda_.EventSourceMappingScalingConfigArgs(maximum_concurrency=s.max_concurrency),
             opts=child)
         # Children of this component (their URNs stay where they were before alarms.py existed).
-        ingestion_alarms(self, name, args.name_prefix, args.alarm_topic_arn)
+        ingestion_alarms(self, name, args.name_prefix, args.alarm_topic_arn, metric_namespace(args.name_prefix),
+                         METRICS)
         self.register_outputs({"queue_url": self.queue.url, "dead_letter_queue_url": self.dead_letter_queue.url,
                                "function_name": self.function.name})
 

@@ -5,7 +5,10 @@ from dataclasses import dataclass
 from typing import Optional
 
 from shared.config_reader import ConfigError, ConfigReader
-from shared.lambda_function import ARCHITECTURES, LOG_LEVELS
+from shared.lambda_function import ARCHITECTURES, LOG_LEVELS, function_module
+
+# The function's decode budget (a share of its memory), so the config check and the function agree.
+_budget = function_module("image_ingest", "budget")
 
 IMAGE_FORMATS = ("JPEG", "PNG", "WEBP")
 
@@ -19,10 +22,12 @@ class IngestSettings:
     raw_prefix: str
     quarantine_prefix: str
     shard_prefix: str
-    target_size: int
+    label_path_segment: int
+    training_image_size: int
     jpeg_quality: int
     max_input_mb: int
     max_megapixels: int
+    max_pixels_per_byte: int
     min_dimension: int
     allowed_formats: tuple[str, ...]
     memory_mb: int
@@ -57,20 +62,34 @@ def load(reader: ConfigReader) -> IngestSettings:
         # A quarantined copy under the ingest prefix would be ingested again, forever.
         raise ConfigError(f"config {reader.key('quarantinePrefix')}: must not overlap {reader.key('rawPrefix')} "
                           f"({quarantine_prefix!r} vs {raw_prefix!r})")
+    memory_mb = reader.integer("ingestMemoryMb", 2048, minimum=512, maximum=10240)
+    max_megapixels = reader.integer("maxImageMegapixels", 60, minimum=1, maximum=200)
+    needed = _budget.max_image_cost(max_megapixels * 1_000_000)
+    if not _budget.decode_budget_bytes(memory_mb) >= needed:
+        # The function budgets decoded pixels at a share of its memory; the largest allowed image
+        # (RGBA, 4 bytes per pixel) must fit, or valid images would be refused.
+        share = _budget.DECODE_SHARE_PERCENT
+        raise ConfigError(f"config {reader.key('ingestMemoryMb')}: {memory_mb} MB leaves a decode budget of "
+                          f"{_budget.decode_budget_bytes(memory_mb) // _budget.MIB} MB ({share}%), under the "
+                          f"{-(-needed // _budget.MIB)} MB a {max_megapixels} MP image "
+                          f"({reader.key('maxImageMegapixels')}) needs; raise the memory or lower the limit")
     return IngestSettings(
         raw_prefix=raw_prefix,
         quarantine_prefix=quarantine_prefix,
         shard_prefix=reader.string("shardPrefix", "shards/", **prefix_rule),
-        target_size=reader.integer("trainingImageSize", 512, minimum=32, maximum=4096),
+        label_path_segment=reader.integer("labelPathSegment", 0, minimum=0, maximum=20),
+        training_image_size=reader.integer("trainingImageSize", 512, minimum=32, maximum=4096),
         # Pillow advises against quality above 95 and the function refuses it at start-up.
         jpeg_quality=reader.integer("jpegQuality", 90, minimum=50, maximum=95),
         max_input_mb=reader.integer("maxImageMb", 50, minimum=1, maximum=500),
-        max_megapixels=reader.integer("maxImageMegapixels", 60, minimum=1, maximum=200),
+        max_megapixels=max_megapixels,
+        # A photo has a few pixels per compressed byte; a 60 MP PNG of 7 KB (8,500 per byte) is a bomb.
+        max_pixels_per_byte=reader.integer("maxImagePixelsPerByte", 1000, minimum=10, maximum=100_000),
         min_dimension=reader.integer("minImageDimension", 32, minimum=1, maximum=4096),
         allowed_formats=tuple(reader.string_list("allowedImageFormats", list(IMAGE_FORMATS), min_items=1,
                                                  item_check=lambda f: None if f in IMAGE_FORMATS else
                                                  f"{f!r} is not one of {', '.join(IMAGE_FORMATS)}")),
-        memory_mb=reader.integer("ingestMemoryMb", 2048, minimum=512, maximum=10240),
+        memory_mb=memory_mb,
         architecture=reader.string("ingestArchitecture", "arm64", choices=ARCHITECTURES),
         timeout_s=timeout,
         batch_size=batch_size,

@@ -17,11 +17,11 @@ from moto import mock_aws
 # The builders module sits beside this file; put it on the path whatever pytest's import mode.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from ingest_builders import PROCESSED_BUCKET, RAW_BUCKET, TABLE  # noqa: E402
+from ingest_builders import FUNCTION_ENV, PROCESSED_BUCKET, RAW_BUCKET, TABLE  # noqa: E402
 
 FUNCTION_DIR = Path(__file__).resolve().parents[2] / "functions" / "image_ingest"
-# Lambda imports the function's modules as top-level names, so the tests do too.
-FUNCTION_MODULES = ("handler", "imaging", "catalog", "shards", "jsonlog")
+# Lambda imports the function's modules as top-level names, so the tests do too: every module of the zip.
+FUNCTION_MODULES = tuple(sorted(p.stem for p in FUNCTION_DIR.glob("*.py")))
 
 
 @dataclass
@@ -45,9 +45,8 @@ def aws_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def function_env(monkeypatch: pytest.MonkeyPatch, aws_credentials: None) -> None:
-    monkeypatch.setenv("PROCESSED_BUCKET", PROCESSED_BUCKET)
-    monkeypatch.setenv("CATALOG_TABLE", TABLE)
-    monkeypatch.setenv("LOG_LEVEL", "DEBUG")
+    for name, value in FUNCTION_ENV.items():
+        monkeypatch.setenv(name, value)
 
 
 @pytest.fixture
@@ -85,7 +84,7 @@ def aws(function_env: None) -> Iterator[Aws]:
 
 @pytest.fixture
 def load(monkeypatch: pytest.MonkeyPatch, function_env: None) -> Iterator[Callable[..., Any]]:
-    """Import the handler module afresh with extra environment variables: load(MAX_PIXELS="10")."""
+    """Import the handler module afresh with changed environment variables: load(MAX_PIXELS="10")."""
     monkeypatch.syspath_prepend(str(FUNCTION_DIR))
 
     def _load(**env: str) -> Any:

@@ -16,6 +16,27 @@ PROCESSED_BUCKET = "processed-images"
 TABLE = "image-catalog"
 EVENT_TIME = "2026-11-29T03:00:00Z"
 PARTITION = "2026-11-29"
+NAMESPACE = "MLPlatform/ml-pipeline-test"
+# Every variable the function requires (the names in functions/image_ingest/environment.py), with the
+# stack's defaults; the memory size is what Lambda sets itself.
+FUNCTION_ENV = {
+    "PROCESSED_BUCKET": PROCESSED_BUCKET,
+    "CATALOG_TABLE": TABLE,
+    "RAW_PREFIX": "incoming/",
+    "QUARANTINE_PREFIX": "quarantine/",
+    "SHARD_PREFIX": "shards/",
+    "LABEL_PATH_SEGMENT": "0",
+    "TRAINING_IMAGE_SIZE": "512",
+    "JPEG_QUALITY": "90",
+    "MAX_INPUT_BYTES": str(50 * 1024 * 1024),
+    "MAX_PIXELS": "60000000",
+    "MAX_PIXELS_PER_BYTE": "1000",
+    "MIN_DIMENSION": "32",
+    "ALLOWED_FORMATS": "JPEG,PNG,WEBP",
+    "WORKERS": "4",
+    "METRIC_NAMESPACE": NAMESPACE,
+    "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "2048",
+}
 
 
 @dataclass
@@ -91,13 +112,21 @@ def encode(img: Image.Image, fmt: str = "JPEG", **params: Any) -> bytes:
     return out.getvalue()
 
 
+def _plain(item: dict[str, Any]) -> dict[str, str | int]:
+    return {k: v.get("S", int(v["N"]) if "N" in v else None) for k, v in item.items()}
+
+
 def catalog_items(ddb: Any) -> dict[str, dict[str, str | int]]:
-    """The whole catalog table as plain dicts keyed by image_id."""
+    """The catalog's image items (not the daily statistics items) as plain dicts keyed by image_id."""
     items = ddb.scan(TableName=TABLE)["Items"]
-    return {
-        item["image_id"]["S"]: {k: v.get("S", int(v["N"]) if "N" in v else None) for k, v in item.items()}
-        for item in items
-    }
+    return {i["image_id"]["S"]: _plain(i) for i in items if not i["partition_date"]["S"].startswith("stats#")}
+
+
+def statistics(ddb: Any, date: str = PARTITION) -> dict[str, str | int] | None:
+    """The daily statistics item of `date` (contract 3), or None."""
+    key = {"partition_date": {"S": f"stats#{date}"}, "image_id": {"S": "#totals"}}
+    item = ddb.get_item(TableName=TABLE, Key=key).get("Item")
+    return _plain(item) if item else None
 
 
 def shard_keys(s3: Any) -> list[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import tarfile
@@ -19,6 +20,18 @@ def imaging(load: Any) -> Any:
     import imaging
 
     return imaging
+
+
+@pytest.fixture
+def preprocess(imaging: Any) -> Any:
+    """imaging.preprocess with the handler's limits from the test environment (changes as keywords)."""
+    import handler
+
+    def run(data: bytes, budget: Any = None, **changes: Any) -> Any:
+        limits = dataclasses.replace(handler.SETTINGS.limits, **changes)
+        return handler.imaging.preprocess(data, limits, budget or handler.BUDGET)
+
+    return run
 
 
 @pytest.fixture
@@ -43,14 +56,14 @@ def test_fit_within_keeps_aspect_and_never_upscales(imaging, size, target, expec
 
 
 @pytest.mark.parametrize("orientation", range(1, 9))
-def test_every_exif_orientation_matches_pillows_exif_transpose(imaging, orientation):
+def test_every_exif_orientation_matches_pillows_exif_transpose(preprocess, orientation):
     # GIVEN an image with each of the eight EXIF orientations
     exif = Image.Exif()
     exif[0x0112] = orientation
     data = encode(picture((640, 480)), quality=95, exif=exif)
 
     # WHEN it is preprocessed
-    out = imaging.preprocess(data, imaging.Limits())
+    out = preprocess(data)
 
     # THEN it matches Pillow's own exif_transpose of the full image, resized
     expected = ImageOps.exif_transpose(Image.open(io.BytesIO(data))).resize((out.out_width, out.out_height))
@@ -60,42 +73,45 @@ def test_every_exif_orientation_matches_pillows_exif_transpose(imaging, orientat
     assert sum(diff) / len(diff) < 4
 
 
-def test_webp_is_accepted_and_reencoded_as_jpeg(imaging):
-    out = imaging.preprocess(encode(picture((800, 600)), "WEBP"), imaging.Limits())
+def test_webp_is_accepted_and_reencoded_as_jpeg(preprocess):
+    out = preprocess(encode(picture((800, 600)), "WEBP"))
     assert (out.format, out.out_width, out.out_height) == ("WEBP", 512, 384)
     assert Image.open(io.BytesIO(out.data)).format == "JPEG"
 
 
-def test_transparent_png_is_composited_on_white(imaging):
+def test_transparent_png_is_composited_on_white(preprocess):
     img = Image.new("RGBA", (64, 64), (0, 0, 0, 0))
-    out = imaging.preprocess(encode(img, "PNG"), imaging.Limits())
+    out = preprocess(encode(img, "PNG"))
     assert Image.open(io.BytesIO(out.data)).getpixel((10, 10)) == (255, 255, 255)
 
 
-def test_sixteen_bit_greyscale_is_scaled_not_clipped(imaging):
+def test_sixteen_bit_greyscale_is_scaled_not_clipped(preprocess):
     img = Image.new("I;16", (64, 64), 32768)
-    out = imaging.preprocess(encode(img, "PNG"), imaging.Limits())
+    out = preprocess(encode(img, "PNG"))
     assert abs(Image.open(io.BytesIO(out.data)).getpixel((10, 10))[0] - 128) <= 2
 
 
-def test_icc_profile_is_kept(imaging):
+def test_icc_profile_is_kept(preprocess):
     icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
-    out = imaging.preprocess(encode(picture(), icc_profile=icc), imaging.Limits())
+    out = preprocess(encode(picture(), icc_profile=icc))
     assert Image.open(io.BytesIO(out.data)).info.get("icc_profile") == icc
     assert 0xE1 not in jpeg_markers(out.data)
 
 
-def test_allowed_formats_can_exclude_png(imaging):
+def test_allowed_formats_can_exclude_png(imaging, preprocess):
     with pytest.raises(imaging.ImageRejected) as rejected:
-        imaging.preprocess(encode(picture(), "PNG"), imaging.Limits(allowed_formats=("JPEG",)))
+        preprocess(encode(picture(), "PNG"), allowed_formats=("JPEG",))
     assert rejected.value.reason == "format_not_allowed"
 
 
 def test_limits_reject_bad_settings_by_name(imaging):
+    import handler
+
+    limits = handler.SETTINGS.limits
     with pytest.raises(ValueError, match="jpeg_quality"):
-        imaging.Limits(jpeg_quality=0)
+        dataclasses.replace(limits, jpeg_quality=0)
     with pytest.raises(ValueError, match="allowed_formats"):
-        imaging.Limits(allowed_formats=())
+        dataclasses.replace(limits, allowed_formats=())
 
 
 def test_shard_offsets_point_at_each_jpeg(shards):

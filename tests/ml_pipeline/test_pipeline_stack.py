@@ -112,7 +112,7 @@ def test_the_function_runs_python312_with_its_layer_tracing_and_own_log_group(pi
     env = function["environment"]["variables"]
     assert env["PROCESSED_BUCKET"] == pipeline_plan.outputs["processed_bucket_name"]
     assert env["CATALOG_TABLE"] == pipeline_plan.outputs["catalog_table_name"]
-    assert (env["TARGET_SIZE"], env["JPEG_QUALITY"], env["QUARANTINE_PREFIX"]) == ("512", "90", "quarantine/")
+    assert (env["TRAINING_IMAGE_SIZE"], env["JPEG_QUALITY"], env["QUARANTINE_PREFIX"]) == ("512", "90", "quarantine/")
     group = _inputs(pipeline_plan, "aws:cloudwatch/logGroup:LogGroup", "ingest-fn-logs")
     assert group["kmsKeyId"] == pipeline_plan.outputs["metadata_kms_key_arn"]
 
@@ -202,7 +202,8 @@ def test_a_bad_config_value_fails_with_a_message_naming_the_key(projects, key, v
 
 def test_the_function_zip_holds_exactly_the_functions_modules(pipeline_plan):
     code = _inputs(pipeline_plan, "aws:lambda/function:Function", "ingest-fn")["code"]
-    assert set(code.assets) == {"handler.py", "imaging.py", "catalog.py", "shards.py", "jsonlog.py"}
+    assert set(code.assets) == {"handler.py", "imaging.py", "catalog.py", "shards.py", "budget.py", "environment.py",
+                                "metric_names.py"}
 
 
 def test_eventbridge_may_use_the_queue_key_without_source_conditions(pipeline_plan):
