@@ -14,7 +14,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from gpu_training.user_data import SPOT_INTERRUPTION_METRIC, fleet_dimensions
+from gpu_training.metrics import SPOT_INTERRUPTION_METRIC, fleet_dimensions
 
 _spec = importlib.util.spec_from_file_location("gpu_fakes_loader", Path(__file__).parent / "fakes" / "loader.py")
 loader = importlib.util.module_from_spec(_spec)
