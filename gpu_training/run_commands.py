@@ -35,7 +35,7 @@ IPV4_PATTERN = (r"^(?:(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])\.){3}"
 
 
 def hparams_prefix_pattern(stack_prefix: str) -> str:
-    return "^" + re.escape(stack_prefix) + r"(/[A-Za-z0-9_.-]+)*$"
+    return "^" + re.escape(stack_prefix) + r"(/[A-Za-z0-9_-][A-Za-z0-9_.-]*)*$"
 
 
 def _parameter(description: str, pattern: str, default: Optional[str] = None) -> dict:

@@ -33,13 +33,23 @@ RUN_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 EXPERIMENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 SCRIPT_KEY = re.compile(r"^scripts/([A-Za-z0-9_-][A-Za-z0-9_.-]*/)*[A-Za-z0-9_-][A-Za-z0-9_.-]*\.py$")
 IPV4 = re.compile(r"^(?:(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])\.){3}(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])$")
-HPARAMS_SUFFIX = re.compile(r"^(/[A-Za-z0-9_.-]+)*$")
+HPARAMS_SUFFIX = re.compile(r"^(/[A-Za-z0-9_-][A-Za-z0-9_.-]*)*$")
 MAX_NODES = 100
 RENDEZVOUS_PORT = 29400
 RUN_DIR = "/var/lib/mlplatform/runs"
 LOG_DIR = "/var/log/training"
 UNIT_PREFIX = "mlplatform-train-"
 TORCHRUN_CANDIDATES = ("/opt/pytorch/bin/torchrun", "/opt/conda/bin/torchrun")  # PyTorch DLAMI layouts
+
+
+_clients = {}
+
+
+def aws(service, s):
+    """One client per service for the life of the process."""
+    if service not in _clients:
+        _clients[service] = client(service, s)
+    return _clients[service]
 
 
 class RunError(Exception):
@@ -75,7 +85,7 @@ def download_script(s, key, run_dir):
     os.makedirs(run_dir, exist_ok=True)
     target = os.path.join(run_dir, os.path.basename(key))
     try:
-        body = client("s3", s).get_object(Bucket=s["ARTIFACTS_BUCKET"], Key=key)["Body"].read()
+        body = aws("s3", s).get_object(Bucket=s["ARTIFACTS_BUCKET"], Key=key)["Body"].read()
     except ClientError as e:
         if e.response.get("Error", {}).get("Code") == "InvalidObjectState":
             raise RunError("s3://%s/%s is archived (glacierStorageClass flexible or deep-archive): restore it "
@@ -100,7 +110,7 @@ def record_start(s, args, hparams_prefix, instance):
         "log_stream": {"S": "%s (log group %s, file %s.log)" % (instance, s.get("TRAINING_LOG_GROUP", ""), args.run_id)},
     }  # fmt: skip
     try:
-        client("dynamodb", s).put_item(TableName=s["EXPERIMENTS_TABLE"], Item=item,
+        aws("dynamodb", s).put_item(TableName=s["EXPERIMENTS_TABLE"], Item=item,
                                        ConditionExpression="attribute_not_exists(run_id)")
     except ClientError as e:
         if e.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
@@ -110,7 +120,7 @@ def record_start(s, args, hparams_prefix, instance):
 
 
 def record_end(s, args, status, exit_code):
-    client("dynamodb", s).update_item(
+    aws("dynamodb", s).update_item(
         TableName=s["EXPERIMENTS_TABLE"],
         Key={"experiment_id": {"S": args.experiment_id}, "run_id": {"S": args.run_id}},
         UpdateExpression="SET #s = :s, ended_at = :e, exit_code = :c",

@@ -293,3 +293,26 @@ def test_allowed_intervals(params, interval):
 
 def test_training_log_dir_stops_at_the_first_glob(params):
     assert replace(params, training_log_path="/data/logs/run-*/train.log").training_log_dir == "/data/logs"
+
+
+def test_the_watcher_unit_waits_for_the_hook_and_the_final_sync(script, tmp_path):
+    # GIVEN the rendered script's unit() and its calls, writing into a temporary folder
+    from gpu_training.user_data import CHECKPOINT_HOOK_TIMEOUT_S, WATCHER_STOP_TIMEOUT_S
+    func = re.search(r"^unit\(\) \{.*?^\}\n", script, re.S | re.M).group(0).replace("/etc/systemd/system", str(tmp_path))
+    setting = re.search(r"^WATCHER_STOP_TIMEOUT_S=.*$", script, re.M).group(0)
+    calls = [line for line in script.splitlines() if line.startswith("unit mlplatform-")]
+    # WHEN bash runs them
+    subprocess.run(["bash", "-c", "\n".join([setting, "PYTHON=/usr/bin/python3", func, *calls])], check=True)
+    # THEN systemd gives the watcher time for the hook and an upload before it kills it at shutdown
+    watcher = (tmp_path / "mlplatform-spot-watcher.service").read_text()
+    assert f"TimeoutStopSec={WATCHER_STOP_TIMEOUT_S}\n" in watcher
+    assert WATCHER_STOP_TIMEOUT_S >= CHECKPOINT_HOOK_TIMEOUT_S + 120
+    assert "TimeoutStopSec=30\n" in (tmp_path / "mlplatform-gpu-metrics.service").read_text()
+    assert "After=network-online.target" in watcher, "stopped before the network goes down"
+
+
+def test_run_program_and_experiments_table_reach_the_instance(script, params):
+    assert "training_run.py" in dict(INSTANCE_FILES)
+    assert re.search(r"^EXPERIMENTS_TABLE=\$\{EXPERIMENTS_TABLE\}$", script, re.M)
+    assert f"EXPERIMENTS_TABLE={params.experiments_table}" in script
+    assert ">/usr/local/bin/mlplatform-training-run" in script
