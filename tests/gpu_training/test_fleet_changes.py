@@ -63,6 +63,11 @@ def variant(projects):
     """One plan with every fleet-affecting setting away from its default, options recorded."""
     mp = pytest.MonkeyPatch()
     recorder = _OptionsRecorder(mp)
+    # Log groups under other names: whatever reads them must take the names from the resources.
+    import shared.logs
+    original = shared.logs.encrypted_log_group
+    mp.setattr(shared.logs, "encrypted_log_group",
+               lambda name, *, log_group_name, **kw: original(name, log_group_name=log_group_name + "-renamed", **kw))
     try:
         plan = runner.run(projects["gpu-training"], "dev", config_overrides={
             "gpu-training:rebalanceTerminationDelaySeconds": "900",
@@ -131,6 +136,15 @@ def test_the_metrics_interval_reaches_agent_and_capacity_alarm(variant):
                  if a.inputs["name"].endswith("capacity-below-target"))
     assert alarm["threshold"] == pytest.approx(5.5 * 1)  # one heartbeat per instance per 300 s period
     assert '"metrics_collection_interval":300' in _user_data(plan)
+
+
+def test_the_instances_get_the_log_group_names_from_the_log_groups(variant):
+    plan, _ = variant
+    script = _user_data(plan)
+    assert plan.outputs["training_log_group_name"] == "/mlplatform/gpu-training-dev/training-renamed"
+    assert '"log_group_name":"/mlplatform/gpu-training-dev/training-renamed"' in script
+    assert '"log_group_name":"/mlplatform/gpu-training-dev/system-renamed"' in script
+    assert '"log_group_name":"/mlplatform/gpu-training-dev/training"' not in script
 
 
 def _user_data(plan) -> str:
