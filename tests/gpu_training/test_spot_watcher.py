@@ -16,7 +16,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from gpu_training.metrics import SPOT_INTERRUPTION_METRIC, fleet_dimensions
+from gpu_training.metrics import SPOT_INTERRUPTION_METRIC, SPOT_REBALANCE_METRIC, fleet_dimensions
 
 _spec = importlib.util.spec_from_file_location("gpu_fakes_loader", Path(__file__).parent / "fakes" / "loader.py")
 loader = importlib.util.module_from_spec(_spec)
@@ -229,7 +229,7 @@ def test_rebalance_recommendation_checkpoints_and_keeps_watching_until_the_notic
     assert len([r for r in imds.requests if r[1].endswith("instance-action")]) == 4
     now = datetime.datetime.now(datetime.timezone.utc)
     points = cw.get_metric_statistics(
-        Namespace=NAMESPACE, MetricName="SpotRebalanceRecommendations", Statistics=["Sum"], Period=60,
+        Namespace=NAMESPACE, MetricName=SPOT_REBALANCE_METRIC, Statistics=["Sum"], Period=60,
         Dimensions=[{"Name": "FleetName", "Value": FLEET}],
         StartTime=now - datetime.timedelta(minutes=5), EndTime=now + datetime.timedelta(minutes=5))["Datapoints"]
     assert [p["Sum"] for p in points] == [1.0]
