@@ -80,7 +80,8 @@ fleet = GpuFleet("gpu", GpuFleetArgs(
     image_id=resolve_image_id(cfg.ami_id, cfg.ami_parameter, cfg.ami_parameter_version), image_pinned=cfg.image_pinned,
     root_volume_gb=cfg.root_volume_gb, root_device_name=cfg.root_device_name, instance_tags=cfg.tags.as_dict(),
     rebalance_termination_delay_s=cfg.rebalance_termination_delay_s,
-), opts=pulumi.ResourceOptions(depends_on=[training_logs, system_logs, hparams, role.policy]))
+    boot_dependencies=[training_logs, system_logs, hparams, role.policy],
+))
 
 run_commands = TrainingRunCommands("runs", TrainingRunCommandsArgs(
     ctx=ctx, fleet_name=prefix, hparams_prefix=cfg.hparams_prefix, instance_role_name=role.role.name,

@@ -59,6 +59,9 @@ class GpuFleetArgs:
     # the launch template's own tags).
     instance_tags: Mapping[str, str] = field(default_factory=dict)
     rebalance_termination_delay_s: int = 600
+    # What the instances need at boot (log groups, hyperparameters, the role's policy): the fleet, which
+    # launches them at once, waits for these.
+    boot_dependencies: Sequence[pulumi.Resource] = ()
     # False: image_id follows a moving parameter; the launch template keeps the image it was created
     # with (ignore_changes), so a new DLAMI release never reaches the fleet unannounced.
     image_pinned: bool = True
@@ -155,7 +158,8 @@ class GpuFleet(pulumi.ComponentResource):
             tags={"Name": args.fleet_name},
             # The provider's update (ModifyFleet) never sends spot options, so a new termination delay
             # would sit in the state and never reach EC2: replace the fleet on purpose instead.
-            opts=pulumi.ResourceOptions(parent=self, depends_on=depends_on, replace_on_changes=["spotOptions"]),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[*depends_on, *args.boot_dependencies],
+                                        replace_on_changes=["spotOptions"]),
         )
         self.fleet_id = self.fleet.id
         self.register_outputs({"fleet_id": self.fleet_id, "launch_template_id": self.launch_template.id,

@@ -119,6 +119,9 @@ def test_the_fleet_keeps_six_spot_p3_instances_across_the_three_subnets(gpu_plan
     assert sorted(o["subnetId"] for o in overrides) == sorted(gpu_plan.outputs["private_subnet_ids"])
     assert fleet["terminateInstances"] is True and fleet["replaceUnhealthyInstances"] is True
     assert gpu_plan.outputs["fleet_id"] == gpu_plan.one("aws:ec2/fleet:Fleet", "gpu-fleet").id
+    # Instances boot at once: their role's policy, log groups and hyperparameters must exist first.
+    waits_for = {u.split("::")[-1] for u in gpu_plan.one("aws:ec2/fleet:Fleet", "gpu-fleet").dependencies}
+    assert {"instance-policy", "training-logs", "system-logs", "hparams-epochs"} <= waits_for
 
 
 def test_instance_types_are_a_list_and_every_type_covers_every_subnet(projects):
