@@ -148,6 +148,9 @@ def start(args, s):
     cmd = [s.get("SYSTEMD_RUN") or "systemd-run", "--unit", unit, "--collect",
            "--property", "EnvironmentFile=/etc/mlplatform/env", "--property", "KillMode=mixed",
            "--property", "TimeoutStopSec=120",
+           # Stopped before the watcher at shutdown (stop order is the reverse of After=): the trainer
+           # gets SIGTERM and can save, then the watcher's final sync uploads what it saved.
+           "--property", "After=mlplatform-spot-watcher.service",
            s.get("MLP_RUN_COMMAND") or "/usr/local/bin/mlplatform-training-run", "supervise",
            *run_args(args, hparams_prefix), *(["--leader"] if leader else [])]
     subprocess.run(cmd, check=True)

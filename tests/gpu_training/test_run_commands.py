@@ -159,6 +159,7 @@ def test_start_downloads_the_script_records_the_run_and_starts_the_unit(instance
     [(tool, argv, _)] = _calls(instance)
     assert tool == "systemd-run" and argv[:3] == ["--unit", "mlplatform-train-resnet-7", "--collect"]
     assert argv[argv.index("supervise") + 1:][-1] == "--leader"
+    assert "After=mlplatform-spot-watcher.service" in argv, "the run stops before the watcher's final sync"
     # AND a second start with the same run id is refused
     assert training_run.main(_argv("start")) == 2
 
