@@ -6,10 +6,10 @@ from gpu_training.fleet import GpuFleet, GpuFleetArgs, resolve_image_id
 from gpu_training.hyperparameters import HyperParameterStore, HyperParameterStoreArgs
 from gpu_training.instance_role import InstanceRoleArgs, TrainingInstanceRole
 from gpu_training.monitoring import FleetAlarms, FleetAlarmsArgs
+from gpu_training.run_commands import TrainingRunCommands, TrainingRunCommandsArgs
 from shared.network import NetworkArgs, TrainingNetwork
 from gpu_training.storage import TrainingStorage, TrainingStorageArgs
-from gpu_training.user_data import (FLEET_AGGREGATE_DIMENSIONS, FLEET_GPU_UTILIZATION_METRIC, GPU_ERROR_COUNT_METRIC,
-                                    HEARTBEAT_METRIC, UserDataParams, fleet_dimensions, render_user_data)
+from gpu_training.user_data import UserDataParams, render_user_data
 from shared.alarm_topic import AlarmTopic, AlarmTopicArgs
 from shared.budget import StackBudget, StackBudgetArgs
 from shared.context import AwsContext
@@ -24,7 +24,6 @@ register_stack_tags(cfg.tags)
 ctx = AwsContext.lookup()
 prefix = physical_name(GPU_TRAINING_PROJECT, cfg.stack)
 namespace = f"MLPlatform/{prefix}"
-unique = pulumi.Output.concat(cfg.stack, "-", ctx.account_id, "-", ctx.region)
 
 key = EncryptionKey("key", EncryptionKeyArgs(
     ctx=ctx, description=f"{prefix}: buckets, table, logs, parameters, EBS volumes", alias=prefix,
@@ -32,11 +31,12 @@ key = EncryptionKey("key", EncryptionKeyArgs(
     log_group_prefixes=(f"/mlplatform/{prefix}/",)))  # training, system and flow logs
 
 storage = TrainingStorage("storage", TrainingStorageArgs(
-    training_data_bucket_name=cfg.training_data_bucket_name or pulumi.Output.concat("ml-training-data-", unique),
-    artifacts_bucket_name=cfg.artifacts_bucket_name or pulumi.Output.concat("ml-model-artifacts-", unique),
+    training_data_bucket_name=ctx.bucket_name(cfg.training_data_bucket_name),
+    artifacts_bucket_name=ctx.bucket_name(cfg.artifacts_bucket_name),
     experiments_table_name=f"{prefix}-experiments",
     kms_key_arn=key.arn,
     glacier_after_days=cfg.glacier_after_days,
+    glacier_storage_class=cfg.glacier_storage_class,
     noncurrent_version_days=cfg.noncurrent_version_days,
     deletion_protection=cfg.deletion_protection,
 ))
@@ -57,35 +57,39 @@ system_logs = encrypted_log_group("system-logs", log_group_name=f"/mlplatform/{p
 role = TrainingInstanceRole("instance", InstanceRoleArgs(
     ctx=ctx, fleet_name=prefix, bucket_arns=bucket_arns, table_arn=storage.experiments.arn, kms_key_arn=key.arn,
     log_group_arns=[training_logs.arn, system_logs.arn], metric_namespace=namespace, hparams_prefix=cfg.hparams_prefix,
-    read_only_bucket_arns=read_only_bucket_arns,
+    read_only_bucket_arns=read_only_bucket_arns, may_restore_archived=cfg.glacier_storage_class != "GLACIER_IR",
 ))
 
 hparams = HyperParameterStore("hparams", HyperParameterStoreArgs(
     prefix=cfg.hparams_prefix, values=cfg.hyperparameters.as_strings(), kms_key_arn=key.arn))
 
-bootstrap = pulumi.Output.all(ctx.region, storage.artifacts.name).apply(lambda v: UserDataParams(
+bootstrap = pulumi.Output.all(ctx.region, storage.artifacts.name, storage.experiments.name, training_logs.name,
+                              system_logs.name).apply(lambda v: UserDataParams(
     region=v[0], stack=cfg.stack, fleet_name=prefix, metric_namespace=namespace,
-    training_log_group=f"/mlplatform/{prefix}/training", system_log_group=f"/mlplatform/{prefix}/system",
-    artifacts_bucket=v[1], checkpoint_dir=cfg.checkpoint_dir, checkpoint_hook=cfg.checkpoint_hook,
+    training_log_group=v[3], system_log_group=v[4], artifacts_bucket=v[1], experiments_table=v[2],
+    checkpoint_dir=cfg.checkpoint_dir, checkpoint_hook=cfg.checkpoint_hook,
     hparams_prefix=cfg.hparams_prefix, install_driver_if_missing=cfg.install_driver_if_missing,
     metrics_interval_s=cfg.metrics_interval_s))
 
 fleet = GpuFleet("gpu", GpuFleetArgs(
     fleet_name=prefix, instance_types=cfg.instance_types, target_capacity=cfg.target_capacity,
     subnet_ids=network.private_subnet_id_list, security_group_id=network.security_group_id,
-    instance_profile_arn=role.instance_profile.arn, image_id=resolve_image_id(cfg.ami_id, cfg.ami_parameter), kms_key_arn=key.arn, user_data=bootstrap.apply(render_user_data),
+    instance_profile_arn=role.instance_profile.arn, kms_key_arn=key.arn, user_data=bootstrap.apply(render_user_data),
+    image_id=resolve_image_id(cfg.ami_id, cfg.ami_parameter, cfg.ami_parameter_version), image_pinned=cfg.image_pinned,
     root_volume_gb=cfg.root_volume_gb, root_device_name=cfg.root_device_name, instance_tags=cfg.tags.as_dict(),
-    create_service_linked_roles=cfg.create_service_linked_roles,
-), opts=pulumi.ResourceOptions(depends_on=[training_logs, system_logs, hparams]))
+    rebalance_termination_delay_s=cfg.rebalance_termination_delay_s,
+    boot_dependencies=[training_logs, system_logs, hparams, role.policy],
+))
+
+run_commands = TrainingRunCommands("runs", TrainingRunCommandsArgs(
+    ctx=ctx, fleet_name=prefix, hparams_prefix=cfg.hparams_prefix, instance_role_name=role.role.name,
+    launch_template_id=fleet.launch_template.id))
 
 topic = AlarmTopic("alarms", AlarmTopicArgs(ctx=ctx, topic_name=f"{prefix}-alarms", kms_key_arn=key.arn,
                                             email_endpoints=cfg.alarm_emails))
 FleetAlarms("fleet", FleetAlarmsArgs(
     fleet_name=prefix, namespace=namespace, alarm_topic_arn=topic.arn, target_capacity=cfg.target_capacity,
-    low_utilization_percent=cfg.low_utilization_percent,
-    utilization_metric=FLEET_GPU_UTILIZATION_METRIC, utilization_dimensions=FLEET_AGGREGATE_DIMENSIONS,
-    heartbeat_metric=HEARTBEAT_METRIC, heartbeat_dimensions=fleet_dimensions(prefix), heartbeat_interval_s=cfg.metrics_interval_s,
-    gpu_error_metric=GPU_ERROR_COUNT_METRIC, gpu_error_dimensions=fleet_dimensions(prefix),
+    low_utilization_percent=cfg.low_utilization_percent, metrics_interval_s=cfg.metrics_interval_s,
 ))
 
 if cfg.budget.monthly_usd > 0:
@@ -106,3 +110,6 @@ pulumi.export("alarm_topic_arn", topic.arn)
 pulumi.export("metric_namespace", namespace)
 pulumi.export("hparams_prefix", cfg.hparams_prefix)
 pulumi.export("training_log_group_name", training_logs.name)
+pulumi.export("image_id", fleet.image_id)
+pulumi.export("start_training_document_name", run_commands.start_document_name)
+pulumi.export("stop_training_document_name", run_commands.stop_document_name)

@@ -9,8 +9,11 @@ from typing import Optional
 
 import pulumi
 
+from gpu_training.metrics import METRICS_INTERVALS_S
+from gpu_training.storage import GLACIER_CLASSES
+from gpu_training.user_data import check_checkpoint_hook
 from shared import budget as budget_settings
-from shared.config_reader import ConfigError, ConfigReader
+from shared.config_reader import ConfigError, ConfigReader, check_bucket_name, check_region
 from shared.contracts import GPU_TRAINING_PROJECT
 from shared.logs import RETENTION_DAYS
 from shared.tagging import StackTags
@@ -61,19 +64,20 @@ class GpuTrainingConfig:
     target_capacity: int
     ami_id: Optional[str]
     ami_parameter: str
+    ami_parameter_version: Optional[int]
     root_volume_gb: int
     root_device_name: str
-    create_service_linked_roles: bool
     rebalance_termination_delay_s: int
     checkpoint_dir: str
     checkpoint_hook: str
     install_driver_if_missing: bool
     metrics_interval_s: int
-    # storage
-    training_data_bucket_name: Optional[str]
-    artifacts_bucket_name: Optional[str]
+    # storage: bucket names may hold {account} and {region}, filled in at deploy
+    training_data_bucket_name: str
+    artifacts_bucket_name: str
     read_only_bucket_names: tuple[str, ...]
     glacier_after_days: int
+    glacier_storage_class: str  # the S3 storage class, e.g. GLACIER_IR
     noncurrent_version_days: int
     deletion_protection: bool
     # monitoring
@@ -84,6 +88,11 @@ class GpuTrainingConfig:
     # parameters
     hparams_prefix: str
     hyperparameters: HyperParameters
+
+    @property
+    def image_pinned(self) -> bool:
+        """An AMI id or a parameter version: the image changes only when config does."""
+        return bool(self.ami_id or self.ami_parameter_version)
 
 
 def _hyperparameters(reader: ConfigReader) -> HyperParameters:
@@ -103,16 +112,10 @@ def _hyperparameters(reader: ConfigReader) -> HyperParameters:
     return hp
 
 
-_BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
-
-
-def _check_bucket_name(value: str) -> Optional[str]:
-    """A bucket name, where {account} and {region} stand for the stack's (filled in at deploy)."""
-    try:
-        name = value.format(account="123456789012", region="us-east-1")
-    except (KeyError, IndexError, ValueError):
-        return f"{value!r}: only {{account}} and {{region}} may appear in braces"
-    return None if _BUCKET_NAME.match(name) and ".." not in name else f"{value!r} is not an S3 bucket name"
+def _bucket_name(reader: ConfigReader, key: str, default_stem: str) -> str:
+    """The configured name, else the default, which appends account and region to be globally unique."""
+    default = default_stem + "-{account}-{region}"
+    return reader.bucket_name(key, default_template=default) or default
 
 
 def _check_prefix(value: str) -> bool:
@@ -130,6 +133,7 @@ def warn_about_volta(instance_types: tuple[str, ...], ami_id: Optional[str]) -> 
 
 
 def load() -> GpuTrainingConfig:
+    check_region()
     reader = ConfigReader(pulumi.Config())
     stack = pulumi.get_stack()
     ami_id = reader.optional_string("amiId")
@@ -142,6 +146,13 @@ def load() -> GpuTrainingConfig:
         pulumi.log.warn(warning)
     checkpoint_dir = reader.string("checkpointDir", "/opt/ml/checkpoints", check=lambda v: v.startswith("/"),
                                    expected="an absolute path")
+    checkpoint_hook = reader.string("checkpointHook", "")
+    hook_problem = check_checkpoint_hook(checkpoint_hook)
+    if hook_problem:
+        raise reader.error("checkpointHook", hook_problem)
+    ami_parameter_version = reader.integer("amiParameterVersion", 0, minimum=0, maximum=10**9) or None
+    if ami_id and ami_parameter_version:
+        raise ConfigError(f"config {reader.key('amiParameterVersion')}: set amiId or amiParameterVersion, not both")
     return GpuTrainingConfig(
         stack=stack,
         tags=reader.stack_tags(GPU_TRAINING_PROJECT, stack),
@@ -151,21 +162,25 @@ def load() -> GpuTrainingConfig:
         instance_types=instance_types,
         target_capacity=reader.integer("targetCapacity", 6, minimum=1, maximum=100),
         ami_id=ami_id,
-        ami_parameter=reader.string("amiParameter", DLAMI_PARAMETER, check=lambda v: v.startswith("/aws/service/"),
-                                    expected="an AWS public SSM parameter path (/aws/service/...)"),
+        ami_parameter=reader.string("amiParameter", DLAMI_PARAMETER,
+                                    check=lambda v: v.startswith("/aws/service/") and ":" not in v,
+                                    expected="an AWS public SSM parameter path (/aws/service/...; the version "
+                                             "goes in amiParameterVersion)"),
+        ami_parameter_version=ami_parameter_version,
         root_volume_gb=reader.integer("rootVolumeGb", 200, minimum=100, maximum=16384),
         root_device_name=reader.string("rootDeviceName", "/dev/sda1", check=lambda v: v.startswith("/dev/"),
                                        expected="a device name such as /dev/sda1"),
-        create_service_linked_roles=reader.boolean("createServiceLinkedRoles", False),
         rebalance_termination_delay_s=reader.integer("rebalanceTerminationDelaySeconds", 600, minimum=120, maximum=7200),
         checkpoint_dir=checkpoint_dir,
-        checkpoint_hook=reader.string("checkpointHook", ""),
+        checkpoint_hook=checkpoint_hook,
         install_driver_if_missing=reader.boolean("installDriverIfMissing", True),
-        metrics_interval_s=reader.integer("metricsIntervalSeconds", 60, allowed=(10, 30, 60, 120, 300)),
-        training_data_bucket_name=reader.optional_string("trainingDataBucketName"),
-        artifacts_bucket_name=reader.optional_string("artifactsBucketName"),
-        read_only_bucket_names=tuple(reader.string_list("readOnlyBucketNames", [], item_check=_check_bucket_name)),
+        metrics_interval_s=reader.integer("metricsIntervalSeconds", 60, allowed=METRICS_INTERVALS_S),
+        training_data_bucket_name=_bucket_name(reader, "trainingDataBucketName", f"ml-training-data-{stack}"),
+        artifacts_bucket_name=_bucket_name(reader, "artifactsBucketName", f"ml-model-artifacts-{stack}"),
+        read_only_bucket_names=tuple(reader.string_list("readOnlyBucketNames", [], item_check=check_bucket_name)),
         glacier_after_days=reader.integer("glacierAfterDays", 30, minimum=1, maximum=3650),
+        glacier_storage_class=GLACIER_CLASSES[reader.string("glacierStorageClass", "instant",
+                                                            choices=tuple(GLACIER_CLASSES))],
         noncurrent_version_days=reader.integer("noncurrentVersionDays", 30, minimum=1, maximum=3650),
         deletion_protection=reader.boolean("deletionProtection", False),
         log_retention_days=reader.integer("logRetentionDays", 30, allowed=RETENTION_DAYS),

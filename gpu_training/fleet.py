@@ -17,12 +17,29 @@ from gpu_training.instance_role import FLEET_TAG_KEY
 from gpu_training.user_data import compress
 
 
-def resolve_image_id(ami_id: Optional[str], public_parameter: str) -> pulumi.Input[str]:
-    """A custom AMI from config, else the latest Deep Learning AMI named by its public SSM parameter
-    (looked up at each deploy, so a new `pulumi up` rolls the fleet onto the newest image)."""
+# The service-linked roles EC2 Fleet needs before CreateFleet (EC2 User Guide, "Service-linked role for
+# EC2 Fleet"), keyed by role name: they are account singletons, so the stack creates only missing ones.
+SERVICE_LINKED_ROLES = {"AWSServiceRoleForEC2Fleet": "ec2fleet.amazonaws.com",
+                        "AWSServiceRoleForEC2Spot": "spot.amazonaws.com"}
+_SLR_LOGICAL_NAMES = {"AWSServiceRoleForEC2Fleet": "ec2fleet-slr", "AWSServiceRoleForEC2Spot": "spot-slr"}
+
+
+def resolve_image_id(ami_id: Optional[str], public_parameter: str,
+                     parameter_version: Optional[int]) -> pulumi.Input[str]:
+    """The fleet's AMI: ``amiId`` from config, else the image the public SSM parameter named at the
+    pinned ``parameter_version`` (``name:version`` selects a version), else its current value (which
+    the launch template then keeps: see GpuFleetArgs.image_pinned)."""
     if ami_id:
         return ami_id
-    return aws.ssm.get_parameter_output(name=public_parameter).value
+    name = f"{public_parameter}:{parameter_version}" if parameter_version else public_parameter
+    return aws.ssm.get_parameter_output(name=name).value
+
+
+def missing_service_linked_roles(opts: Optional[pulumi.InvokeOptions] = None) -> list[str]:
+    """Names of the fleet's service-linked roles this account lacks (iam:ListRoles under the hood)."""
+    found = aws.iam.get_roles(path_prefix="/aws-service-role/",
+                              name_regex="^(" + "|".join(SERVICE_LINKED_ROLES) + ")$", opts=opts)
+    return [role for role in SERVICE_LINKED_ROLES if role not in set(found.names or ())]
 
 
 @dataclass(frozen=True)
@@ -41,8 +58,13 @@ class GpuFleetArgs:
     # Tags for the instances and volumes the fleet launches (a stack transformation only reaches
     # the launch template's own tags).
     instance_tags: Mapping[str, str] = field(default_factory=dict)
-    create_service_linked_roles: bool = False
     rebalance_termination_delay_s: int = 600
+    # What the instances need at boot (log groups, hyperparameters, the role's policy): the fleet, which
+    # launches them at once, waits for these.
+    boot_dependencies: Sequence[pulumi.Resource] = ()
+    # False: image_id follows a moving parameter; the launch template keeps the image it was created
+    # with (ignore_changes), so a new DLAMI release never reaches the fleet unannounced.
+    image_pinned: bool = True
 
     def __post_init__(self) -> None:
         if self.target_capacity < 1:
@@ -59,18 +81,18 @@ class GpuFleet(pulumi.ComponentResource):
     fleet: aws.ec2.Fleet
     launch_template: aws.ec2.LaunchTemplate
     fleet_id: pulumi.Output[str]
+    image_id: pulumi.Output[str]
 
     def __init__(self, name: str, args: GpuFleetArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("mlplatform:compute:GpuFleet", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
-        depends_on: list[pulumi.Resource] = []
-        if args.create_service_linked_roles:
-            # Off by default: most accounts have these roles already, and creating an existing one
-            # fails. EC2 creates them itself on first use when the deployer may create roles.
-            depends_on = [
-                aws.iam.ServiceLinkedRole(f"{name}-ec2fleet-slr", aws_service_name="ec2fleet.amazonaws.com", opts=child),
-                aws.iam.ServiceLinkedRole(f"{name}-spot-slr", aws_service_name="spot.amazonaws.com", opts=child),
-            ]
+        # A brand-new account lacks them and CreateFleet fails; creating one that exists fails too.
+        # retain_on_delete: once a later run finds the role (this stack made it), the resource leaves
+        # the program, and Pulumi must forget it rather than delete a role the account's fleets use.
+        depends_on: list[pulumi.Resource] = [
+            aws.iam.ServiceLinkedRole(f"{name}-{_SLR_LOGICAL_NAMES[role]}", aws_service_name=SERVICE_LINKED_ROLES[role],
+                                      opts=pulumi.ResourceOptions(parent=self, retain_on_delete=True))
+            for role in missing_service_linked_roles(pulumi.InvokeOptions(parent=self))
+        ]
         instance_tags = {**args.instance_tags, "Name": args.fleet_name, FLEET_TAG_KEY: args.fleet_name}
         self.launch_template = aws.ec2.LaunchTemplate(
             f"{name}-lt",
@@ -97,8 +119,9 @@ class GpuFleet(pulumi.ComponentResource):
                 for kind in ("instance", "volume", "network-interface")
             ],
             update_default_version=True,
-            opts=child,
+            opts=pulumi.ResourceOptions(parent=self, ignore_changes=[] if args.image_pinned else ["imageId"]),
         )
+        self.image_id = self.launch_template.image_id
         overrides = [
             aws.ec2.FleetLaunchTemplateConfigOverrideArgs(instance_type=itype, subnet_id=subnet)
             for itype in args.instance_types for subnet in args.subnet_ids
@@ -112,9 +135,11 @@ class GpuFleet(pulumi.ComponentResource):
                     version=self.launch_template.latest_version.apply(str)),
                 overrides=overrides,
             )],
+            # Only the total: ModifyFleet changes nothing else in place, and spot_target_capacity is
+            # ForceNew in the provider (a new fleet, then every running instance terminated). With
+            # default type spot, the total is all Spot.
             target_capacity_specification=aws.ec2.FleetTargetCapacitySpecificationArgs(
-                default_target_capacity_type="spot", total_target_capacity=args.target_capacity,
-                spot_target_capacity=args.target_capacity, on_demand_target_capacity=0),
+                default_target_capacity_type="spot", total_target_capacity=args.target_capacity),
             spot_options=aws.ec2.FleetSpotOptionsArgs(
                 allocation_strategy="price-capacity-optimized",
                 instance_interruption_behavior="terminate",
@@ -131,7 +156,11 @@ class GpuFleet(pulumi.ComponentResource):
             # Destroying the stack terminates the instances instead of orphaning them.
             terminate_instances=True,
             tags={"Name": args.fleet_name},
-            opts=pulumi.ResourceOptions(parent=self, depends_on=depends_on),
+            # The provider's update (ModifyFleet) never sends spot options, so a new termination delay
+            # would sit in the state and never reach EC2: replace the fleet on purpose instead.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[*depends_on, *args.boot_dependencies],
+                                        replace_on_changes=["spotOptions"]),
         )
         self.fleet_id = self.fleet.id
-        self.register_outputs({"fleet_id": self.fleet_id, "launch_template_id": self.launch_template.id})
+        self.register_outputs({"fleet_id": self.fleet_id, "launch_template_id": self.launch_template.id,
+                               "image_id": self.image_id})

@@ -9,6 +9,11 @@ import pulumi
 from shared.bucket import LifecycleRule, SecureBucket, SecureBucketArgs, Transition
 from shared.table import Index, Table, TableArgs
 
+# glacierStorageClass -> S3 storage class. Instant Retrieval is the default because GetObject reads
+# it directly: the trainer and the run script read old training data, scripts and checkpoints. The
+# other two need a RestoreObject (hours) before any read.
+GLACIER_CLASSES = {"instant": "GLACIER_IR", "flexible": "GLACIER", "deep-archive": "DEEP_ARCHIVE"}
+
 
 @dataclass(frozen=True)
 class TrainingStorageArgs:
@@ -17,8 +22,14 @@ class TrainingStorageArgs:
     experiments_table_name: str
     kms_key_arn: pulumi.Input[str]
     glacier_after_days: int = 30
+    glacier_storage_class: str = "GLACIER_IR"
     noncurrent_version_days: int = 30
     deletion_protection: bool = False
+
+    def __post_init__(self) -> None:
+        if self.glacier_storage_class not in GLACIER_CLASSES.values():
+            raise ValueError(f"TrainingStorageArgs.glacier_storage_class must be one of "
+                             f"{sorted(GLACIER_CLASSES.values())}, got {self.glacier_storage_class!r}")
 
 
 class TrainingStorage(pulumi.ComponentResource):
@@ -29,9 +40,11 @@ class TrainingStorage(pulumi.ComponentResource):
     def __init__(self, name: str, args: TrainingStorageArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("mlplatform:storage:TrainingStorage", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        # Glacier Flexible Retrieval after N days, small objects included (checkpoint shards and
-        # metrics files are often under S3's default 128 KB transition floor).
-        archive = LifecycleRule(id="archive", transitions=(Transition(args.glacier_after_days, "GLACIER"),))
+        # A Glacier class after N days. Small objects: Flexible Retrieval and Deep Archive take them
+        # (checkpoint shards and metrics files are often under 128 KB); Instant Retrieval keeps S3's
+        # 128 KB floor, so they stay in Standard instead of being billed as 128 KB.
+        archive = LifecycleRule(id="archive",
+                                transitions=(Transition(args.glacier_after_days, args.glacier_storage_class),))
         bucket_args = dict(kms_key_arn=args.kms_key_arn, lifecycle_rules=(archive,), transition_small_objects=True,
                            noncurrent_version_expiration_days=args.noncurrent_version_days)
         self.training_data = SecureBucket(f"{name}-training-data",

@@ -17,10 +17,13 @@ import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from gpu_training.metrics import GPU_MEASUREMENTS, INSTANCE_AGGREGATE_DIMENSION_NAMES, check_metrics_interval
+
 INSTANCE_DIR = Path(__file__).resolve().parent / "instance"
 TEMPLATE = INSTANCE_DIR / "user_data.sh.tpl"
 # (file name, mode) of what is unpacked into /opt/mlplatform/ on the instance.
-INSTANCE_FILES = (("mlp_common.py", 0o644), ("gpu_metrics.py", 0o755), ("spot_watcher.py", 0o755))
+INSTANCE_FILES = (("mlp_common.py", 0o644), ("gpu_metrics.py", 0o755), ("spot_watcher.py", 0o755),
+                  ("training_run.py", 0o755))
 MAX_USER_DATA_BYTES = 16384  # EC2's limit on user_data before base64 encoding (here: after gzip)
 # Only installed where the AMI's python3 lacks boto3; 1.35 is the last line supporting Python 3.8.
 BOTO3_REQUIREMENT = "boto3==1.35.99"
@@ -31,43 +34,13 @@ SERVICE_LOGS = {  # log file on the instance -> stream suffix in the system log 
     "/var/log/mlplatform/mlplatform-spot-watcher.log": "spot-watcher",
 }
 
-# GPU measurements of the agent's nvidia_gpu plugin that we collect (all registered by the agent,
-# which publishes each as nvidia_smi_<name>).
-GPU_MEASUREMENTS = (
-    "utilization_gpu",
-    "utilization_memory",
-    "memory_used",
-    "memory_total",
-    "temperature_gpu",
-    "power_draw",
-)
-
-# The contract for alarms. The [] entry of aggregation_dimensions makes every agent also publish
-# each metric with no dimensions at all; CloudWatch merges those datapoints from all instances, so
-# Average over a period is the mean over every GPU of the fleet, whatever instances come and go.
-# (The per-GPU series carry index, name, InstanceId and InstanceType: no alarm can use them.)
-FLEET_GPU_UTILIZATION_METRIC = "nvidia_smi_utilization_gpu"
-FLEET_AGGREGATE_DIMENSIONS: dict[str, str] = {}
-# Per-instance roll-up of the agent's metrics (all GPUs of one instance): dimension InstanceId only.
-INSTANCE_AGGREGATE_DIMENSION_NAMES = ("InstanceId",)
-# Published by gpu_metrics.py, dimensions {"FleetName": fleet_name} (and {FleetName, InstanceId}
-# for the two GPU counts). Heartbeat: at most one datapoint per instance per minute, so its Sum
-# over 60 s is the number of live instances.
-HEARTBEAT_METRIC = "FleetInstanceHeartbeat"
-HEALTHY_GPU_COUNT_METRIC = "HealthyGpuCount"
-GPU_ERROR_COUNT_METRIC = "GpuErrorCount"
-# Published by spot_watcher.py, dimensions {"FleetName": fleet_name}.
-SPOT_INTERRUPTION_METRIC = "SpotInterruptionNotices"
-
-
-def fleet_dimensions(fleet_name: str) -> dict[str, str]:
-    """Dimensions of the heartbeat, GPU-count and interruption metrics for alarms."""
-    return {"FleetName": fleet_name}
-
-
-def alarm_period_s(p: UserDataParams) -> int:
-    """Shortest alarm period over which every live instance has sent its heartbeat and samples."""
-    return max(60, p.metrics_interval_s)
+CHECKPOINT_HOOK_MAX_CHARS = 512  # the hook travels inside user_data (16 KB gzip'd, with everything else)
+CHECKPOINT_HOOK_TIMEOUT_S = 60
+# systemd's stop timeout of the watcher: the hook, then the final checkpoint sync, must finish before
+# systemd kills it. EC2 gives a Spot instance two minutes, but a fleet that terminates an instance
+# itself (scale-in, replacement, stack destroy) waits for a clean OS shutdown.
+CHECKPOINT_SYNC_BUDGET_S = 240
+WATCHER_STOP_TIMEOUT_S = CHECKPOINT_HOOK_TIMEOUT_S + CHECKPOINT_SYNC_BUDGET_S
 
 
 _PATTERNS = {
@@ -80,6 +53,7 @@ _PATTERNS = {
     ),
     "training_log_group": (r"[A-Za-z0-9_.#/-]{1,512}", "a CloudWatch log group name: 1-512 of A-Z a-z 0-9 _ . # / -"),
     "system_log_group": (r"[A-Za-z0-9_.#/-]{1,512}", "a CloudWatch log group name: 1-512 of A-Z a-z 0-9 _ . # / -"),
+    "experiments_table": (r"[A-Za-z0-9_.-]{3,255}", "a DynamoDB table name: 3-255 of A-Z a-z 0-9 _ . -"),
     "artifacts_bucket": (
         r"(?!xn--)(?!.*\.\.)[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]",
         "an S3 bucket name: 3-63 of a-z 0-9 . -, starting and ending with a letter or digit",
@@ -88,6 +62,16 @@ _PATTERNS = {
     "training_log_path": (r"/[A-Za-z0-9_.*?/-]{1,1023}", "an absolute path or glob of A-Z a-z 0-9 _ . * ? / -"),
     "hparams_prefix": (r"/[A-Za-z0-9_.-][A-Za-z0-9_./-]{0,1000}", "an SSM parameter path such as /ml/hparams"),
 }
+
+
+def check_checkpoint_hook(hook: object) -> str | None:
+    """The one check of the checkpoint hook (config load and UserDataParams both call it)."""
+    if not isinstance(hook, str) or len(hook) > CHECKPOINT_HOOK_MAX_CHARS or "\0" in hook \
+            or "MLP_HOOK" in hook.splitlines():
+        return (f"must be shell of at most {CHECKPOINT_HOOK_MAX_CHARS} characters without a line 'MLP_HOOK' "
+                f"(its heredoc delimiter); got {len(hook) if isinstance(hook, str) else type(hook).__name__}"
+                " characters; longer logic belongs in a script on the image")
+    return None
 
 
 @dataclass(frozen=True)
@@ -101,12 +85,13 @@ class UserDataParams:
     training_log_group: str  # gets training_log_path, one stream per instance id
     system_log_group: str  # gets the bootstrap, collector and watcher logs
     artifacts_bucket: str  # checkpoints go to s3://{artifacts_bucket}/checkpoints/{fleet_name}/{instance_id}/
+    experiments_table: str  # training runs started through the run documents are recorded here
     checkpoint_dir: str = "/opt/ml/checkpoints"
     checkpoint_hook: str = ""  # shell run on an interruption notice BEFORE the sync (at most 60 s); "" = sync only
     training_log_path: str = "/var/log/training/*.log"
     hparams_prefix: str = "/ml/hparams"  # SSM path prefix, exported to the trainer as HPARAMS_PREFIX
     install_driver_if_missing: bool = True
-    metrics_interval_s: int = 60  # 10 or 30 (high resolution), or a multiple of 60 up to 3600
+    metrics_interval_s: int = 60  # one of metrics.METRICS_INTERVALS_S
 
     def __post_init__(self) -> None:
         for field, (pattern, allowed) in _PATTERNS.items():
@@ -116,19 +101,14 @@ class UserDataParams:
         if self.checkpoint_dir.rstrip("/") in ("", "/"):
             raise ValueError("UserDataParams.checkpoint_dir must not be /")
         hook = self.checkpoint_hook
-        if not isinstance(hook, str) or len(hook) > 512 or "\0" in hook or "MLP_HOOK" in hook.splitlines():
-            raise ValueError(
-                "UserDataParams.checkpoint_hook must be shell of at most 512 characters without a line "
-                "'MLP_HOOK' (its heredoc delimiter); longer logic belongs in a script on the image"
-            )
+        problem = check_checkpoint_hook(hook)
+        if problem:
+            raise ValueError(f"UserDataParams.checkpoint_hook {problem}")
         if not isinstance(self.install_driver_if_missing, bool):
             raise ValueError("UserDataParams.install_driver_if_missing must be a bool")
-        i = self.metrics_interval_s
-        if isinstance(i, bool) or not isinstance(i, int) or not (i in (10, 30) or (i % 60 == 0 and 60 <= i <= 3600)):
-            raise ValueError(
-                f"UserDataParams.metrics_interval_s={i!r} is invalid: expected 10 or 30 (high-resolution "
-                "metrics, which CloudWatch alarms support) or a multiple of 60 up to 3600"
-            )
+        problem = check_metrics_interval(self.metrics_interval_s)
+        if problem:
+            raise ValueError(f"UserDataParams.metrics_interval_s={problem}")
 
     @property
     def training_log_dir(self) -> str:
@@ -201,12 +181,15 @@ def render_user_data(p: UserDataParams) -> str:
         "METRIC_NAMESPACE": p.metric_namespace,
         "TRAINING_LOG_GROUP": p.training_log_group,
         "ARTIFACTS_BUCKET": p.artifacts_bucket,
+        "EXPERIMENTS_TABLE": p.experiments_table,
         "CHECKPOINT_DIR": p.checkpoint_dir,
         "HAS_CHECKPOINT_HOOK": "1" if p.checkpoint_hook.strip() else "0",
         "TRAINING_LOG_DIR": p.training_log_dir,
         "HPARAMS_PREFIX": p.hparams_prefix,
         "INSTALL_DRIVER_IF_MISSING": "1" if p.install_driver_if_missing else "0",
         "METRICS_INTERVAL_S": str(p.metrics_interval_s),
+        "HOOK_TIMEOUT_S": str(CHECKPOINT_HOOK_TIMEOUT_S),
+        "WATCHER_STOP_TIMEOUT_S": str(WATCHER_STOP_TIMEOUT_S),
         "BOTO3_REQUIREMENT": BOTO3_REQUIREMENT,
         "CWAGENT_CONFIG": json.dumps(cloudwatch_agent_config(p), separators=(",", ":")),
     }

@@ -19,12 +19,11 @@ cfg = stack_config.load()
 register_stack_tags(cfg.tags)
 ctx = AwsContext.lookup()
 prefix = physical_name(ML_PIPELINE_PROJECT, cfg.stack)
-unique = pulumi.Output.concat(ctx.account_id, "-", ctx.region)
 training = GpuTrainingStack(cfg.gpu_training_stack) if cfg.gpu_training_stack else None
 # The role ARN crosses a stack boundary into a bucket policy and a key policy: only a role of this account.
 gpu_readers = (iam.account_role_arn(training.instance_role_arn, ctx, source=(
     f"config ml-pipeline:gpuTrainingStack ({cfg.gpu_training_stack}) output instance_role_arn")),) if training else ()
-processed_bucket_name = cfg.lake.processed_bucket_name or pulumi.Output.concat(prefix, "-processed-", unique)
+processed_bucket_name = ctx.bucket_name(cfg.lake.processed_bucket_name)
 
 data_key = EncryptionKey("data-key", EncryptionKeyArgs(
     ctx=ctx, description=f"{prefix}: data lake objects and ingestion queues", alias=f"{prefix}-data",
@@ -40,10 +39,10 @@ metadata_key = EncryptionKey("metadata-key", EncryptionKeyArgs(
 
 lake = DataLake("lake", DataLakeArgs(
     ctx=ctx, kms_key_arn=data_key.arn,
-    raw_bucket_name=cfg.lake.raw_bucket_name or pulumi.Output.concat(prefix, "-raw-", unique),
+    raw_bucket_name=ctx.bucket_name(cfg.lake.raw_bucket_name),
     processed_bucket_name=processed_bucket_name,
-    artifacts_bucket_name=cfg.lake.artifacts_bucket_name or pulumi.Output.concat(prefix, "-artifacts-", unique),
-    logs_bucket_name=cfg.lake.logs_bucket_name or pulumi.Output.concat(prefix, "-logs-", unique),
+    artifacts_bucket_name=ctx.bucket_name(cfg.lake.artifacts_bucket_name),
+    logs_bucket_name=ctx.bucket_name(cfg.lake.logs_bucket_name),
     raw_prefix=cfg.ingest.raw_prefix, quarantine_prefix=cfg.ingest.quarantine_prefix,
     shard_prefix=cfg.ingest.shard_prefix, raw_infrequent_access_days=cfg.lake.raw_infrequent_access_days,
     raw_glacier_days=cfg.lake.raw_glacier_days, raw_retention_days=cfg.lake.raw_retention_days,

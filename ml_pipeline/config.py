@@ -12,6 +12,7 @@ from shared import budget as budget_settings
 from shared.config_reader import ConfigError, ConfigReader, check_region
 from shared.contracts import GPU_TRAINING_PROJECT, ML_PIPELINE_PROJECT, parse_stack_name
 from shared.logs import RETENTION_DAYS
+from shared.naming import physical_name
 from shared.tagging import StackTags
 
 
@@ -47,7 +48,7 @@ def load() -> PipelineConfig:
         alarm_emails=tuple(reader.string_list("alarmEmails", [], item_check=lambda e: None if "@" in e
                                               else f"{e!r} is not an e-mail address")),
         gpu_training_stack=gpu_stack,
-        lake=lake_settings.load(reader),
+        lake=lake_settings.load(reader, physical_name(ML_PIPELINE_PROJECT, stack)),
         ingest=ingestion_settings.load(reader),
         budget=budget_settings.load_settings(reader),
     )

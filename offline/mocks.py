@@ -7,6 +7,7 @@ quietly returning ``None`` fields. StackReferences are answered with outputs the
 from __future__ import annotations
 
 import hashlib
+import re
 import threading
 from dataclasses import dataclass, field
 from typing import Any
@@ -53,6 +54,10 @@ class UnplannedStackError(LookupError):
 
 
 class RecordingMocks(pulumi.runtime.Mocks):
+    # Service-linked roles the mocked account has (aws:iam/getRoles answers from these). Most accounts
+    # have EC2 Fleet's; a test sets () to plan against a brand-new account.
+    service_linked_roles: tuple[str, ...] = ("AWSServiceRoleForEC2Fleet", "AWSServiceRoleForEC2Spot")
+
     def __init__(self, region: str, stack_outputs: dict[str, dict[str, Any]] | None = None):
         self.region = region
         self.stack_outputs = stack_outputs or {}
@@ -161,6 +166,12 @@ class RecordingMocks(pulumi.runtime.Mocks):
             name = inputs["name"]
             return {"name": name, "value": MOCK_AMI_ID, "insecureValue": MOCK_AMI_ID, "type": "String",
                     "arn": self._arn("ssm", f"parameter{name}"), "version": 1, "id": name}
+        if token == "aws:iam/getRoles:getRoles":
+            names = [n for n in self.service_linked_roles
+                     if inputs.get("pathPrefix", "/") in ("/", "/aws-service-role/")
+                     and re.search(inputs.get("nameRegex") or "", n)]
+            return {"names": names, "arns": [f"arn:aws:iam::{ACCOUNT_ID}:role/aws-service-role/{n}" for n in names],
+                    "id": "aws-service-roles", "nameRegex": inputs.get("nameRegex"), "pathPrefix": inputs.get("pathPrefix")}
         raise NotImplementedError(f"offline mocks do not know the invoke {token!r}; add it to offline/mocks.py")
 
 

@@ -45,6 +45,53 @@ def _range(minimum: Any, maximum: Any) -> str:
     if minimum is not None:
         return f">= {minimum}"
     return f"<= {maximum}" if maximum is not None else ""
+# RFC 1918 only: ipaddress's is_private also accepts loopback, link-local, CGNAT (100.64/10) and
+# documentation ranges, none of which a VPC can route as its own.
+RFC1918 = tuple(ipaddress.IPv4Network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"))
+
+# S3 bucket naming rules (general purpose buckets): 3-63 of a-z 0-9 . -, a letter or digit at both
+# ends, no "..", not an IP address, none of the reserved prefixes and suffixes.
+_BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_BUCKET_RESERVED_PREFIXES = ("xn--", "sthree-", "amzn-s3-demo-")
+_BUCKET_RESERVED_SUFFIXES = ("-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3")
+LONGEST_ACCOUNT_ID = "123456789012"  # account ids are always 12 digits
+
+
+@lru_cache(maxsize=1)
+def longest_region() -> str:
+    """The longest region name botocore knows (all partitions), e.g. us-isof-south-1: a name built
+    from {region} must fit wherever the stack may be deployed."""
+    import botocore.loaders
+    endpoints = botocore.loaders.Loader().load_data("endpoints")
+    regions = [r for partition in endpoints["partitions"] for r in partition["regions"]]
+    return max(sorted(regions), key=len)
+
+
+def check_bucket_name(value: str) -> Optional[str]:
+    """None when ``value`` is a valid S3 bucket name once ``{account}`` and ``{region}`` are filled in
+    with the longest account id and region name; else what is wrong."""
+    try:
+        name = value.format(account=LONGEST_ACCOUNT_ID, region=longest_region())
+    except (KeyError, IndexError, ValueError):
+        return f"{value!r}: only {{account}} and {{region}} may appear in braces"
+    if len(name) > 63:
+        return (f"{value!r} is {len(name)} characters with a 12-digit account and the region "
+                f"{longest_region()}; S3 allows 63")
+    if (not _BUCKET_NAME.match(name) or ".." in name or name.startswith(_BUCKET_RESERVED_PREFIXES)
+            or name.endswith(_BUCKET_RESERVED_SUFFIXES)):
+        return f"{value!r} is not an S3 bucket name (3-63 of a-z 0-9 . -, starting and ending with a letter or digit)"
+    try:
+        ipaddress.IPv4Address(name)
+        return f"{value!r} is not an S3 bucket name (it looks like an IP address)"
+    except ValueError:
+        return None
+
+
+def check_default_bucket_name(template: str) -> Optional[str]:
+    """Like check_bucket_name, for a default name template such as
+    ``ml-training-data-dev-{account}-{region}``: the account and region are only known at deploy, so
+    the preview would pass and ``pulumi up`` fail; check the longest case at config load instead."""
+    return check_bucket_name(template)
 
 
 class ConfigReader:
@@ -62,6 +109,10 @@ class ConfigReader:
     def _fail(self, name: str, message: str) -> ConfigError:
         return ConfigError(f"config {self.key(name)}: {message} "
                            f"(set it with `{config_set_command(self.namespace)} {name} ...`)")
+
+    def error(self, name: str, message: str) -> ConfigError:
+        """An error about one key (a check the reader's typed reads cannot express), with how to set it."""
+        return self._fail(name, message)
 
     def require(self, ok: bool, names: Sequence[str], rule: str, got: str = "") -> None:
         """A rule between keys (documented with the limits): raise naming every key when it does not hold."""
@@ -174,9 +225,26 @@ class ConfigReader:
             raise self._fail(name, f"must be an IPv4 CIDR block such as 10.20.0.0/16 ({exc})") from None
         if not min_prefix <= network.prefixlen <= max_prefix:
             raise self._fail(name, f"prefix length must be /{min_prefix} to /{max_prefix}; got /{network.prefixlen}")
-        if not network.is_private:
-            raise self._fail(name, f"must be a private (RFC 1918) range; got {raw}")
+        if not any(network.subnet_of(block) for block in RFC1918):
+            raise self._fail(name, f"must lie in a private RFC 1918 range (10.0.0.0/8, 172.16.0.0/12, "
+                                   f"192.168.0.0/16); got {raw}")
         return network
+
+    def bucket_name(self, name: str, default_template: Optional[str] = None) -> Optional[str]:
+        """A ``*BucketName`` key: the configured name (``{account}``/``{region}`` allowed) checked for the
+        longest account and region, or None when unset, after checking that ``default_template`` (the
+        name the program would use instead) fits."""
+        value = self.optional_string(name)
+        if value is not None:
+            problem = check_bucket_name(value)
+            if problem:
+                raise self._fail(name, problem)
+            return value
+        if default_template is not None:
+            problem = check_default_bucket_name(default_template)
+            if problem:
+                raise self._fail(name, f"is unset and the default name does not fit: {problem}; set a shorter name")
+        return None
 
     def stack_tags(self, project: str, stack: str) -> StackTags:
         """The tag keys both projects share: owner, costCenter, dataClassification, extraTags."""

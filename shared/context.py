@@ -30,6 +30,12 @@ class AwsContext:
             lambda v: f"arn:{v[0]}:{service}:{v[1]}:{v[2]}:{resource}"
         )
 
+    def bucket_name(self, name_template: str) -> pulumi.Output[str]:
+        """A bucket name with optional {account} and {region} placeholders filled in (config's bucket
+        names and the defaults, which append them to be globally unique)."""
+        return pulumi.Output.all(self.account_id, self.region).apply(
+            lambda v: name_template.format(account=v[0], region=v[1]))
+
     def bucket_arn(self, name_template: str) -> pulumi.Output[str]:
         """ARN of a bucket named with optional {account} and {region} placeholders (bucket names of
         other stacks, which append them to be globally unique)."""

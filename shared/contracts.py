@@ -40,6 +40,9 @@ GPU_TRAINING_EXPORTS = (
     "metric_namespace",
     "hparams_prefix",
     "training_log_group_name",
+    "image_id",
+    "start_training_document_name",
+    "stop_training_document_name",
 )
 
 ML_PIPELINE_EXPORTS = (
@@ -104,6 +107,9 @@ class GpuTrainingStack(_StackContract):
     metric_namespace: pulumi.Output[str] = _export("metric_namespace")
     hparams_prefix: pulumi.Output[str] = _export("hparams_prefix")
     training_log_group_name: pulumi.Output[str] = _export("training_log_group_name")
+    image_id: pulumi.Output[str] = _export("image_id")
+    start_training_document_name: pulumi.Output[str] = _export("start_training_document_name")
+    stop_training_document_name: pulumi.Output[str] = _export("stop_training_document_name")
 
 
 class MlPipelineStack(_StackContract):

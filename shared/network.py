@@ -141,8 +141,22 @@ class TrainingNetwork(pulumi.ComponentResource):
         aws.vpc.SecurityGroupIngressRule(f"{name}-fleet-from-fleet", security_group_id=fleet_sg.id,
                                          referenced_security_group_id=fleet_sg.id, ip_protocol="-1",
                                          description="distributed training between fleet members", opts=child)
-        aws.vpc.SecurityGroupEgressRule(f"{name}-fleet-egress", security_group_id=fleet_sg.id, cidr_ipv4="0.0.0.0/0",
-                                        ip_protocol="-1", description="AWS APIs via endpoints or NAT", opts=child)
+        # Egress: only what the bootstrap and training use. Security groups never filter the VPC's DNS
+        # resolver, instance metadata or the time service, so those need no rule.
+        egress = (
+            # AWS APIs (through the endpoints or NAT), the CloudWatch agent package, pip, NVIDIA's repository.
+            ("fleet-egress", dict(cidr_ipv4="0.0.0.0/0", ip_protocol="tcp", from_port=443, to_port=443),
+             "HTTPS: AWS APIs, agent and package downloads"),
+            # Ubuntu's apt mirrors serve over plain HTTP (packages are signed); the driver install needs them.
+            ("fleet-egress-http", dict(cidr_ipv4="0.0.0.0/0", ip_protocol="tcp", from_port=80, to_port=80),
+             "HTTP: Ubuntu apt mirrors (signed packages)"),
+            # torchrun's rendezvous and NCCL pick ports at run time; only fleet members are reachable.
+            ("fleet-egress-fleet", dict(referenced_security_group_id=fleet_sg.id, ip_protocol="-1"),
+             "distributed training between fleet members (NCCL, rendezvous)"),
+        )
+        for rule_name, rule, why in egress:
+            aws.vpc.SecurityGroupEgressRule(f"{name}-{rule_name}", security_group_id=fleet_sg.id, description=why,
+                                            **rule, opts=child)
 
         aws.ec2.VpcEndpoint(f"{name}-s3", vpc_id=vpc.id, vpc_endpoint_type="Gateway",
                             service_name=args.ctx.region.apply(lambda r: f"com.amazonaws.{r}.s3"),

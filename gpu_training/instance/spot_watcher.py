@@ -4,14 +4,18 @@
 A rebalance recommendation (meta-data/events/recommendations/rebalance) comes first when EC2 sees
 elevated risk: the fleet (launch-before-terminate) then starts a replacement and terminates this
 instance after its delay, with no interruption notice. On one the watcher checkpoints at once,
-publishes SpotRebalanceRecommendations, keeps watching, and syncs once more when stopped.
+publishes SpotRebalanceRecommendations and keeps watching.
 
 Polls /latest/meta-data/spot/instance-action every few seconds (404 = no notice). On a notice it
 logs it, publishes SpotInterruptionNotices=1 {FleetName}, runs the checkpoint hook (bounded well
 inside the two-minute warning; a failing hook is logged and the sync still runs), and uploads the
 new or changed files of the checkpoint directory to s3://<bucket>/checkpoints/<fleet>/<instance>/.
-Exits 0 when the sync succeeded, 1 when some upload failed (systemd then restarts it, the notice is
-still there, and only the files still missing are sent), 0 on SIGTERM.
+
+Whenever it is stopped (SIGTERM from systemd at shutdown) it runs the hook and syncs once more: a
+fleet that terminates an instance itself (scale-in, replacement, stack destroy, rebalancing) gives
+no Spot notice, so shutdown is the last chance. The unit's TimeoutStopSec leaves time for both.
+Exits 0 when the last sync succeeded, 1 when some upload failed (systemd then restarts it, and only
+the files still missing are sent).
 """
 from __future__ import annotations
 
@@ -85,6 +89,11 @@ def sync_checkpoints(s3, local_dir, bucket, prefix, state_file):
     return failures
 
 
+def run_configured_hook(s, action):
+    env = dict(os.environ, SPOT_INSTANCE_ACTION=action, CHECKPOINT_DIR=s["CHECKPOINT_DIR"])
+    return run_hook(s.get("CHECKPOINT_HOOK", HOOK_FILE), float(s.get("CHECKPOINT_HOOK_TIMEOUT_S") or 60), env)
+
+
 def handle_notice(notice, s, instance, metric="SpotInterruptionNotices"):
     log.warning("%s for %s: %s", "SPOT INTERRUPTION NOTICE" if metric == "SpotInterruptionNotices"
                 else "SPOT REBALANCE RECOMMENDATION", instance, notice)
@@ -95,8 +104,7 @@ def handle_notice(notice, s, instance, metric="SpotInterruptionNotices"):
         client("cloudwatch", s).put_metric_data(Namespace=s["METRIC_NAMESPACE"], MetricData=[datum])
     except Exception as e:  # the checkpoint matters more than the metric
         log.error("PutMetricData failed: %s", e)
-    env = dict(os.environ, SPOT_INSTANCE_ACTION=notice, CHECKPOINT_DIR=s["CHECKPOINT_DIR"])
-    run_hook(s.get("CHECKPOINT_HOOK", HOOK_FILE), float(s.get("CHECKPOINT_HOOK_TIMEOUT_S") or 60), env)
+    run_configured_hook(s, notice)
     return sync(s, instance)
 
 
@@ -128,7 +136,7 @@ def main(argv=None):
     imds = Imds(s.get("IMDS_ENDPOINT") or IMDS_ENDPOINT, ttl_s=int(s.get("IMDS_TOKEN_TTL_S") or 21600))
     instance = instance_id(s, log)
     stop = threading.Event()
-    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())  # systemd stop: leave the loop, exit 0
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())  # systemd stop: leave the loop, final sync
     log.info("watching for Spot interruption notices on %s", instance)
 
     def poll(path):
@@ -152,9 +160,12 @@ def main(argv=None):
             if args.once:
                 break
             stop.wait(args.poll_interval)
-        if rebalanced and stop.is_set():
-            # Stopped after a recommendation: most likely the fleet terminating this instance.
-            log.warning("stopping after a rebalance recommendation: final checkpoint sync")
+        if stop.is_set():
+            # Shutdown: the fleet may be terminating this instance (scale-in, replacement after a
+            # rebalance recommendation, stack destroy) without any Spot notice.
+            log.warning("stopping%s: running the checkpoint hook and a final sync",
+                        " after a rebalance recommendation" if rebalanced else "")
+            run_configured_hook(s, json.dumps({"action": "stop"}))
             return sync(s, instance)
         return 0
     finally:

@@ -82,9 +82,11 @@ INSTANCE_ID=${INSTANCE_ID}
 METRIC_NAMESPACE=${METRIC_NAMESPACE}
 METRICS_INTERVAL_S=${METRICS_INTERVAL_S}
 ARTIFACTS_BUCKET=${ARTIFACTS_BUCKET}
+EXPERIMENTS_TABLE=${EXPERIMENTS_TABLE}
 CHECKPOINT_DIR=${CHECKPOINT_DIR}
 CHECKPOINT_S3_URI=s3://${ARTIFACTS_BUCKET}/checkpoints/${FLEET_NAME}/${INSTANCE_ID}/
 CHECKPOINT_HOOK=/etc/mlplatform/checkpoint-hook.sh
+CHECKPOINT_HOOK_TIMEOUT_S=${HOOK_TIMEOUT_S}
 HPARAMS_PREFIX=${HPARAMS_PREFIX}
 TRAINING_LOG_GROUP=${TRAINING_LOG_GROUP}
 ENV
@@ -102,6 +104,9 @@ base64 -d <<'MLP_FILES_B64' | tar -xz --no-same-owner -C /opt/mlplatform
 #@@FILES@@
 MLP_FILES_B64
 log "installed $(cd /opt/mlplatform && echo ./*.py)"
+# The SSM run documents call this: the Python found above, the run script beside the others.
+printf '#!/bin/sh\nexec %s /opt/mlplatform/training_run.py "$@"\n' "$PYTHON" >/usr/local/bin/mlplatform-training-run
+chmod 0755 /usr/local/bin/mlplatform-training-run
 
 # 4. CloudWatch agent: GPU metrics, fleet roll-up and log shipping.
 CWA_CTL=/opt/aws/amazon-cloudwatch-agent/bin/amazon-cloudwatch-agent-ctl
@@ -117,7 +122,7 @@ printf '%s\n' "$CWAGENT_CONFIG" >/opt/mlplatform/cloudwatch-agent.json
 "$CWA_CTL" -a fetch-config -m ec2 -s -c file:/opt/mlplatform/cloudwatch-agent.json
 
 # 5. The collector and the watcher as systemd services (back after a reboot, restarted on crash).
-unit() {  # unit NAME DESCRIPTION SCRIPT RESTART
+unit() {  # unit NAME DESCRIPTION SCRIPT RESTART STOP_TIMEOUT_S
   cat >"/etc/systemd/system/$1.service" <<UNIT
 [Unit]
 Description=$2
@@ -130,6 +135,7 @@ Environment=PYTHONUNBUFFERED=1
 ExecStart=${PYTHON} /opt/mlplatform/$3
 Restart=$4
 RestartSec=5
+TimeoutStopSec=$5
 StandardOutput=append:/var/log/mlplatform/$1.log
 StandardError=inherit
 
@@ -137,8 +143,10 @@ StandardError=inherit
 WantedBy=multi-user.target
 UNIT
 }
-unit mlplatform-gpu-metrics "mlplatform GPU health metrics" gpu_metrics.py always
-unit mlplatform-spot-watcher "mlplatform Spot interruption watcher" spot_watcher.py on-failure
+unit mlplatform-gpu-metrics "mlplatform GPU health metrics" gpu_metrics.py always 30
+# The watcher syncs checkpoints whenever it is stopped (a fleet's own terminations give no Spot
+# notice), so systemd must wait for the hook and the upload at shutdown before killing it.
+unit mlplatform-spot-watcher "mlplatform Spot interruption watcher" spot_watcher.py on-failure "$WATCHER_STOP_TIMEOUT_S"
 systemctl daemon-reload
 systemctl enable mlplatform-gpu-metrics.service mlplatform-spot-watcher.service
 systemctl restart mlplatform-gpu-metrics.service mlplatform-spot-watcher.service

@@ -9,10 +9,11 @@ from shared.config_reader import ConfigError, ConfigReader
 
 @dataclass(frozen=True)
 class LakeSettings:
-    raw_bucket_name: Optional[str]
-    processed_bucket_name: Optional[str]
-    artifacts_bucket_name: Optional[str]
-    logs_bucket_name: Optional[str]
+    # Bucket name templates: {account} and {region} are filled in at deploy (AwsContext.bucket_name).
+    raw_bucket_name: str
+    processed_bucket_name: str
+    artifacts_bucket_name: str
+    logs_bucket_name: str
     raw_infrequent_access_days: int
     raw_glacier_days: int
     raw_retention_days: int
@@ -20,7 +21,12 @@ class LakeSettings:
     noncurrent_version_days: int
 
 
-def load(reader: ConfigReader) -> LakeSettings:
+def load(reader: ConfigReader, name_prefix: str) -> LakeSettings:
+    """Bucket names are templates with optional {account} and {region}; the defaults append both."""
+    def bucket(key: str, role: str) -> str:
+        default = f"{name_prefix}-{role}-{{account}}-{{region}}"
+        return reader.bucket_name(key, default_template=default) or default
+
     raw_ia = reader.integer("rawInfrequentAccessDays", 30, minimum=30, maximum=3650)
     raw_glacier = reader.integer("rawGlacierDays", 90, minimum=31, maximum=3650)
     raw_retention = reader.integer("rawRetentionDays", 365, minimum=1, maximum=36500)
@@ -34,10 +40,10 @@ def load(reader: ConfigReader) -> LakeSettings:
                           f"+ 30 (S3 keeps objects 30 days in Standard-IA before the next transition); "
                           f"got {raw_glacier} and {raw_ia}")
     return LakeSettings(
-        raw_bucket_name=reader.optional_string("rawBucketName"),
-        processed_bucket_name=reader.optional_string("processedBucketName"),
-        artifacts_bucket_name=reader.optional_string("artifactsBucketName"),
-        logs_bucket_name=reader.optional_string("logsBucketName"),
+        raw_bucket_name=bucket("rawBucketName", "raw"),
+        processed_bucket_name=bucket("processedBucketName", "processed"),
+        artifacts_bucket_name=bucket("artifactsBucketName", "artifacts"),
+        logs_bucket_name=bucket("logsBucketName", "logs"),
         raw_infrequent_access_days=raw_ia,
         raw_glacier_days=raw_glacier,
         raw_retention_days=raw_retention,

@@ -15,7 +15,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from gpu_training.user_data import (
+from gpu_training.metrics import (
     GPU_ERROR_COUNT_METRIC,
     HEALTHY_GPU_COUNT_METRIC,
     HEARTBEAT_METRIC,

@@ -59,6 +59,16 @@ def test_flow_logs_go_to_an_encrypted_log_group(gpu_plan):
     assert group.inputs["kmsKeyId"] == _key_arn(gpu_plan)
 
 
+def test_fleet_egress_is_https_http_and_the_fleet_itself(gpu_plan):
+    sg = gpu_plan.one("aws:ec2/securityGroup:SecurityGroup", "network-fleet-sg")
+    egress = {(r.inputs.get("cidrIpv4") or r.inputs.get("referencedSecurityGroupId"), r.inputs["ipProtocol"],
+               r.inputs.get("fromPort"), r.inputs.get("toPort"))
+              for r in gpu_plan.of_type("aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule")
+              if r.inputs["securityGroupId"] == sg.id}
+    assert egress == {("0.0.0.0/0", "tcp", 443, 443), ("0.0.0.0/0", "tcp", 80, 80), (sg.id, "-1", None, None)}
+    assert all(r.inputs["description"] for r in gpu_plan.of_type("aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule"))
+
+
 def test_the_fleet_security_group_admits_only_fleet_members(gpu_plan):
     sg = gpu_plan.one("aws:ec2/securityGroup:SecurityGroup", "network-fleet-sg")
     ingress = [r for r in gpu_plan.of_type("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule")
@@ -98,8 +108,8 @@ def test_the_fleet_keeps_six_spot_p3_instances_across_the_three_subnets(gpu_plan
     fleet = gpu_plan.one("aws:ec2/fleet:Fleet", "gpu-fleet").inputs
     assert fleet["type"] == "maintain"
     target = fleet["targetCapacitySpecification"]
-    assert target["defaultTargetCapacityType"] == "spot" and target["totalTargetCapacity"] == 6
-    assert target["spotTargetCapacity"] == 6 and target["onDemandTargetCapacity"] == 0
+    # Only the total (updated in place) and the default type: see test_fleet_changes.py.
+    assert target == {"defaultTargetCapacityType": "spot", "totalTargetCapacity": 6}
     assert fleet["spotOptions"]["allocationStrategy"] == "price-capacity-optimized"
     # "launch" alone never terminates the at-risk instance: the fleet would creep above target.
     assert fleet["spotOptions"]["maintenanceStrategies"]["capacityRebalance"] == {
@@ -109,6 +119,9 @@ def test_the_fleet_keeps_six_spot_p3_instances_across_the_three_subnets(gpu_plan
     assert sorted(o["subnetId"] for o in overrides) == sorted(gpu_plan.outputs["private_subnet_ids"])
     assert fleet["terminateInstances"] is True and fleet["replaceUnhealthyInstances"] is True
     assert gpu_plan.outputs["fleet_id"] == gpu_plan.one("aws:ec2/fleet:Fleet", "gpu-fleet").id
+    # Instances boot at once: their role's policy, log groups and hyperparameters must exist first.
+    waits_for = {u.split("::")[-1] for u in gpu_plan.one("aws:ec2/fleet:Fleet", "gpu-fleet").dependencies}
+    assert {"instance-policy", "training-logs", "system-logs", "hparams-epochs"} <= waits_for
 
 
 def test_instance_types_are_a_list_and_every_type_covers_every_subnet(projects):
@@ -168,7 +181,8 @@ def test_buckets_are_private_versioned_encrypted_and_archive_to_glacier(gpu_plan
     lifecycle = gpu_plan.one("aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration", f"{component}-lifecycle").inputs
     assert lifecycle["transitionDefaultMinimumObjectSize"] == "varies_by_storage_class"
     rules = {r["id"]: r for r in lifecycle["rules"]}
-    assert rules["archive"]["transitions"] == [{"days": 30, "storageClass": "GLACIER"}]
+    # Instant Retrieval: GetObject still reads archived training data, scripts and checkpoints.
+    assert rules["archive"]["transitions"] == [{"days": 30, "storageClass": "GLACIER_IR"}]
     assert rules["bucket-hygiene"]["noncurrentVersionExpiration"]["noncurrentDays"] == 30
 
 
@@ -193,10 +207,24 @@ def test_instance_role_is_scoped_to_this_stack(gpu_plan):
     assert statements["StackMetrics"]["Condition"] == {"StringEquals": {"cloudwatch:namespace": "MLPlatform/gpu-training-dev"}}
     assert statements["HyperParameters"]["Resource"][1].endswith(":parameter/ml/hparams/dev/*")
     assert statements["StackKey"]["Resource"] == [_key_arn(gpu_plan)]
-    assert statements["SendCommandToFleetMembers"]["Condition"] == {
-        "StringEquals": {"aws:ResourceTag/mlplatform:fleet": "gpu-training-dev"}}
-    attached = gpu_plan.one("aws:iam/rolePolicyAttachment:RolePolicyAttachment", "instance-ssm-core").inputs
-    assert attached["policyArn"] == "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"
+    assert "s3:RestoreObject" not in statements["ReadWriteStackObjects"]["Action"], "instant retrieval needs no restore"
+
+
+def test_the_instance_role_reads_no_parameter_but_its_hyperparameters(gpu_plan):
+    # AmazonSSMManagedInstanceCore grants ssm:GetParameter* on "*": every parameter of the account.
+    role_id = gpu_plan.one("aws:iam/role:Role", "instance-role").id
+    attached = [a.inputs["policyArn"] for a in gpu_plan.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment")
+                if a.inputs["role"] in (role_id, gpu_plan.outputs["instance_role_name"])]
+    assert attached == []
+    statements = [s for p in gpu_plan.of_type("aws:iam/rolePolicy:RolePolicy")
+                  if p.inputs["role"] in (role_id, gpu_plan.outputs["instance_role_name"]) for s in _statements(p.inputs["policy"])]
+    reads = [s for s in statements if any(a.startswith("ssm:GetParameter") for a in s["Action"])]
+    assert [s["Sid"] for s in reads] == ["HyperParameters"]
+    assert all(r.split(":parameter/")[1].startswith("ml/hparams/dev") for r in reads[0]["Resource"])
+    agent = {s["Sid"]: s for s in statements}
+    assert agent["SsmAgentRegistration"]["Action"] == ["ssm:UpdateInstanceInformation"]
+    assert agent["SsmAgentChannels"]["Action"] == ["ssmmessages:CreateControlChannel", "ssmmessages:CreateDataChannel",
+                                                   "ssmmessages:OpenControlChannel", "ssmmessages:OpenDataChannel"]
 
 
 def test_the_key_lets_ec2_fleet_launch_encrypted_volumes_and_logs_use_it(gpu_plan):
@@ -243,7 +271,19 @@ def test_hyperparameters_are_secure_strings_under_the_stack_prefix(gpu_plan):
     ("targetCapacity", "0", "between 1 and 100"),
     ("vpcCidr", "10.20.0.0/33", "IPv4 CIDR"),
     ("vpcCidr", "10.20.1.0/16", "IPv4 CIDR"),
-    ("vpcCidr", "8.8.0.0/16", "private"),
+    ("vpcCidr", "8.8.0.0/16", "RFC 1918"),
+    # ipaddress calls these private; a VPC cannot use them as its own range.
+    ("vpcCidr", "127.0.0.0/16", "RFC 1918"),
+    ("vpcCidr", "169.254.0.0/16", "RFC 1918"),
+    ("vpcCidr", "100.64.0.0/16", "RFC 1918"),
+    ("checkpointHook", "x" * 32000, "at most 512 characters"),
+    ("metricsIntervalSeconds", "120", "10, 30, 60, 300"),
+    ("glacierStorageClass", "GLACIER", "instant, flexible, deep-archive"),
+    ("trainingDataBucketName", "Bad_Name", "not an S3 bucket name"),
+    ("artifactsBucketName", "ab", "not an S3 bucket name"),
+    ("artifactsBucketName", "a-very-long-artifacts-bucket-name-for-{account}-in-{region}", "S3 allows 63"),
+    ("readOnlyBucketNames", '["ml-pipeline-a-very-long-stack-name-processed-{account}-{region}"]', "S3 allows 63"),
+    ("amiParameterVersion", "-1", "between 0 and"),
     ("natMode", "some", "single, per-az"),
     ("hyperparameters", '{"learning_rate": "fast", "batch_size": "1", "epochs": "1"}', "learning_rate"),
     ("owner", None, "is required"),

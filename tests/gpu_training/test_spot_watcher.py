@@ -4,9 +4,11 @@ from __future__ import annotations
 import datetime
 import importlib.util
 import json
+import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -14,7 +16,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from gpu_training.user_data import SPOT_INTERRUPTION_METRIC, fleet_dimensions
+from gpu_training.metrics import SPOT_INTERRUPTION_METRIC, SPOT_REBALANCE_METRIC, fleet_dimensions
 
 _spec = importlib.util.spec_from_file_location("gpu_fakes_loader", Path(__file__).parent / "fakes" / "loader.py")
 loader = importlib.util.module_from_spec(_spec)
@@ -186,12 +188,15 @@ def test_imds_token_is_renewed_before_expiry_and_after_401():
 
 
 def test_sigterm_exits_0(tmp_path):
-    # As systemd stops it: a subprocess, polling a notice-less IMDS, gets SIGTERM.
+    # As systemd stops it: a subprocess, polling a notice-less IMDS, gets SIGTERM (nothing to upload).
+    (tmp_path / "empty").mkdir()
     with FakeImds(instance_id=INSTANCE, notice=None) as imds:
-        env = {"PATH": "/usr/bin:/bin", "AWS_REGION": REGION, "PYTHONUNBUFFERED": "1"}
+        env = {"PATH": "/usr/bin:/bin", "AWS_REGION": REGION, "PYTHONUNBUFFERED": "1",
+               "MLP_STATE_DIR": str(tmp_path / "state")}
         proc = subprocess.Popen(
             [sys.executable, str(loader.INSTANCE_DIR / "spot_watcher.py"), "--env-file", "/nonexistent",
-             "--namespace", NAMESPACE, "--fleet-name", FLEET, "--bucket", BUCKET, "--checkpoint-dir", str(tmp_path),
+             "--namespace", NAMESPACE, "--fleet-name", FLEET, "--bucket", BUCKET,
+             "--checkpoint-dir", str(tmp_path / "empty"),
              "--imds-endpoint", imds.endpoint, "--poll-interval", "0.1"],
             env=env, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
@@ -224,7 +229,29 @@ def test_rebalance_recommendation_checkpoints_and_keeps_watching_until_the_notic
     assert len([r for r in imds.requests if r[1].endswith("instance-action")]) == 4
     now = datetime.datetime.now(datetime.timezone.utc)
     points = cw.get_metric_statistics(
-        Namespace=NAMESPACE, MetricName="SpotRebalanceRecommendations", Statistics=["Sum"], Period=60,
+        Namespace=NAMESPACE, MetricName=SPOT_REBALANCE_METRIC, Statistics=["Sum"], Period=60,
         Dimensions=[{"Name": "FleetName", "Value": FLEET}],
         StartTime=now - datetime.timedelta(minutes=5), EndTime=now + datetime.timedelta(minutes=5))["Datapoints"]
     assert [p["Sum"] for p in points] == [1.0]
+
+
+def test_stop_without_any_notice_runs_the_hook_and_syncs(aws, checkpoints, tmp_path, monkeypatch):
+    # GIVEN no notice and no recommendation ever (the fleet scales in, or the stack is destroyed)
+    s3, _ = aws
+    monkeypatch.setenv("MLP_STATE_DIR", str(tmp_path / "state"))
+    hook_file(tmp_path, 'echo "$SPOT_INSTANCE_ACTION" > "$CHECKPOINT_DIR/stop-reason"\n')
+    with FakeImds(instance_id=INSTANCE, notice=None) as imds:
+        # WHEN systemd stops the watcher (SIGTERM), once it is polling
+        def stop_when_polling():
+            deadline = time.monotonic() + 10
+            while imds.action_polls < 1 and time.monotonic() < deadline:
+                time.sleep(0.02)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+        threading.Thread(target=stop_when_polling, daemon=True).start()
+        rc = watch(imds, checkpoints, tmp_path)
+    # THEN the hook ran and every checkpoint, the hook's file included, is in S3
+    assert rc == 0
+    assert set(uploaded(s3)) == {PREFIX + "epoch-3/model.pt", PREFIX + "epoch-3/optimizer.pt", PREFIX + "latest",
+                                 PREFIX + "stop-reason"}
+

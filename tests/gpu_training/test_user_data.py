@@ -15,10 +15,8 @@ from pathlib import Path
 import jsonschema
 import pytest
 
+from gpu_training.metrics import FLEET_AGGREGATE_DIMENSIONS, FLEET_GPU_UTILIZATION_METRIC, GPU_MEASUREMENTS
 from gpu_training.user_data import (
-    FLEET_AGGREGATE_DIMENSIONS,
-    FLEET_GPU_UTILIZATION_METRIC,
-    GPU_MEASUREMENTS,
     INSTANCE_DIR,
     INSTANCE_FILES,
     MAX_USER_DATA_BYTES,
@@ -51,6 +49,7 @@ def params() -> UserDataParams:
         training_log_group="/mlplatform/dev/gpu-training/training",
         system_log_group="/mlplatform/dev/gpu-training/system",
         artifacts_bucket="mlplatform-dev-artifacts-123456789012",
+        experiments_table="gpu-training-dev-experiments",
         checkpoint_hook=HOOK,
     )
 
@@ -109,7 +108,7 @@ def test_too_big_raises():
     try:
         ud.MAX_USER_DATA_BYTES = 1000
         with pytest.raises(ValueError, match="bytes"):
-            ud.render_user_data(UserDataParams("us-east-1", "dev", "f", "N", "t", "s", "bucket"))
+            ud.render_user_data(UserDataParams("us-east-1", "dev", "f", "N", "t", "s", "bucket", "table"))
     finally:
         ud.MAX_USER_DATA_BYTES = original
 
@@ -277,6 +276,7 @@ def test_interval_reaches_the_agent(params):
         ("metrics_interval_s", 45),
         ("metrics_interval_s", 0),
         ("metrics_interval_s", 7200),
+        ("metrics_interval_s", 120),  # does not divide the capacity alarm's 300 s period
         ("metrics_interval_s", True),
         ("metrics_interval_s", "60"),
     ],
@@ -286,10 +286,33 @@ def test_bad_params_name_the_field(params, field, value):
         replace(params, **{field: value})
 
 
-@pytest.mark.parametrize("interval", [10, 30, 60, 120, 300, 3600])
+@pytest.mark.parametrize("interval", [10, 30, 60, 300])
 def test_allowed_intervals(params, interval):
     assert replace(params, metrics_interval_s=interval).metrics_interval_s == interval
 
 
 def test_training_log_dir_stops_at_the_first_glob(params):
     assert replace(params, training_log_path="/data/logs/run-*/train.log").training_log_dir == "/data/logs"
+
+
+def test_the_watcher_unit_waits_for_the_hook_and_the_final_sync(script, tmp_path):
+    # GIVEN the rendered script's unit() and its calls, writing into a temporary folder
+    from gpu_training.user_data import CHECKPOINT_HOOK_TIMEOUT_S, WATCHER_STOP_TIMEOUT_S
+    func = re.search(r"^unit\(\) \{.*?^\}\n", script, re.S | re.M).group(0).replace("/etc/systemd/system", str(tmp_path))
+    setting = re.search(r"^WATCHER_STOP_TIMEOUT_S=.*$", script, re.M).group(0)
+    calls = [line for line in script.splitlines() if line.startswith("unit mlplatform-")]
+    # WHEN bash runs them
+    subprocess.run(["bash", "-c", "\n".join([setting, "PYTHON=/usr/bin/python3", func, *calls])], check=True)
+    # THEN systemd gives the watcher time for the hook and an upload before it kills it at shutdown
+    watcher = (tmp_path / "mlplatform-spot-watcher.service").read_text()
+    assert f"TimeoutStopSec={WATCHER_STOP_TIMEOUT_S}\n" in watcher
+    assert WATCHER_STOP_TIMEOUT_S >= CHECKPOINT_HOOK_TIMEOUT_S + 120
+    assert "TimeoutStopSec=30\n" in (tmp_path / "mlplatform-gpu-metrics.service").read_text()
+    assert "After=network-online.target" in watcher, "stopped before the network goes down"
+
+
+def test_run_program_and_experiments_table_reach_the_instance(script, params):
+    assert "training_run.py" in dict(INSTANCE_FILES)
+    assert re.search(r"^EXPERIMENTS_TABLE=\$\{EXPERIMENTS_TABLE\}$", script, re.M)
+    assert f"EXPERIMENTS_TABLE={params.experiments_table}" in script
+    assert ">/usr/local/bin/mlplatform-training-run" in script

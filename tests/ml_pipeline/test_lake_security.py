@@ -93,9 +93,9 @@ class _Config:
 def test_raw_glacier_days_leave_30_days_in_standard_ia(ia, glacier, ok):
     config = _Config({"rawInfrequentAccessDays": ia, "rawGlacierDays": glacier})
     if ok:
-        assert lake_settings.load(ConfigReader(config)).raw_glacier_days == int(glacier)
+        assert lake_settings.load(ConfigReader(config), "ml-pipeline-test").raw_glacier_days == int(glacier)
         return
     with pytest.raises(ConfigError) as error:
-        lake_settings.load(ConfigReader(config))
+        lake_settings.load(ConfigReader(config), "ml-pipeline-test")
     assert "ml-pipeline:rawGlacierDays" in str(error.value) and "ml-pipeline:rawInfrequentAccessDays" in str(error.value)
     assert "+ 30" in str(error.value)

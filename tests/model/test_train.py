@@ -72,11 +72,12 @@ def test_sigterm_writes_a_checkpoint_and_the_resumed_run_equals_the_uninterrupte
         trained, shard_root, tmp_path, monkeypatch):
     # GIVEN a run that receives SIGTERM (a Spot reclaim) during step 3, before any periodic checkpoint
     _interrupt_at(monkeypatch, 3, lambda: os.kill(os.getpid(), signal.SIGTERM))
+    handler_before = signal.getsignal(signal.SIGTERM)
     with pytest.raises(train.Interrupted):
         run_training(shard_root, tmp_path)
     # THEN it stopped after that step with a checkpoint of it, and restored the SIGTERM handler
     assert sorted(os.listdir(tmp_path / "checkpoints")) == ["checkpoint-000000003.pt"]
-    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    assert signal.getsignal(signal.SIGTERM) is handler_before
     assert not (tmp_path / "model").exists()
     # WHEN the job restarts
     monkeypatch.undo()
