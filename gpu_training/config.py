@@ -123,9 +123,10 @@ def _check_prefix(value: str) -> bool:
 
 
 def warn_about_volta(instance_types: tuple[str, ...], ami_id: Optional[str]) -> Optional[str]:
-    """p3 (Volta) on the default Deep Learning AMI: its open-source driver modules do not drive Volta."""
+    """p3 (Volta) alone on the default Deep Learning AMI: its open-source driver modules do not drive
+    Volta. With a newer type beside it (the prod file lists g5/g6) the fleet has a supported fallback."""
     volta = [t for t in instance_types if t.startswith("p3")]
-    if volta and ami_id is None:
+    if volta and len(volta) == len(instance_types) and ami_id is None:
         return (f"{', '.join(volta)}: current Deep Learning AMIs do not support Volta GPUs; each boot installs a "
                 "driver that does and reboots once. Set amiId to an image with an R580-or-older proprietary "
                 "driver, or add g5/g6 types to instanceTypes (see README).")

@@ -312,12 +312,17 @@ def test_buckets_of_other_stacks_can_be_made_readable_through_role_and_endpoint(
         runner.run(projects["gpu-training"], "dev", config_overrides={"gpu-training:readOnlyBucketNames": '["Bad_Name"]'})
 
 
-def test_the_dev_plan_carries_the_p3_warning(gpu_plan):
+def test_the_dev_plan_carries_the_p3_warning_and_prod_with_its_fallbacks_does_not(projects, gpu_plan):
+    from offline import runner
     assert any("Volta" in w for w in gpu_plan.warnings)
+    assert not any("Volta" in w for w in runner.run(projects["gpu-training"], "prod").warnings)
 
 
 def test_p3_on_the_default_ami_is_warned_about_but_deploys():
     from gpu_training.config import warn_about_volta
-    assert "Volta" in warn_about_volta(("p3.2xlarge", "g5.2xlarge"), None)
+    assert "Volta" in warn_about_volta(("p3.2xlarge",), None)
+    assert "Volta" in warn_about_volta(("p3.2xlarge", "p3.8xlarge"), None)
+    # A newer type beside p3 (the prod stack file lists g5/g6) is a supported fallback: no warning.
+    assert warn_about_volta(("p3.2xlarge", "g5.2xlarge"), None) is None
     assert warn_about_volta(("p3.2xlarge",), "ami-0123456789abcdef0") is None
     assert warn_about_volta(("g5.2xlarge",), None) is None
