@@ -9,16 +9,27 @@ import asyncio
 import os
 
 import pytest
+from moto import mock_aws
 
 from offline import runner
 
-# moto and boto3 must never find real credentials or reach AWS from a test.
+# moto and boto3 must never find real credentials or reach AWS from a test: the one place they are set.
+REGION = "us-east-1"
 os.environ.update({"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
                    "AWS_SECURITY_TOKEN": "testing", "AWS_SESSION_TOKEN": "testing",
-                   "AWS_DEFAULT_REGION": "us-east-1"})
+                   "AWS_DEFAULT_REGION": REGION, "AWS_REGION": REGION})
+for _name in ("AWS_PROFILE", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"):
+    os.environ.pop(_name, None)
 asyncio.set_event_loop(asyncio.new_event_loop())
 
 GPU_STACK_REF = "organization/gpu-training/dev"
+
+
+@pytest.fixture
+def moto():
+    """A fresh, empty moto account for one test (the fake credentials above are already in place)."""
+    with mock_aws():
+        yield
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,6 @@ from typing import Any
 
 import boto3
 import pytest
-from moto import mock_aws
 
 # The builders module sits beside this file; put it on the path whatever pytest's import mode.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -36,50 +35,41 @@ def _forget_function_modules() -> None:
 
 
 @pytest.fixture
-def aws_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SECURITY_TOKEN", "AWS_SESSION_TOKEN"):
-        monkeypatch.setenv(name, "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
-
-
-@pytest.fixture
-def function_env(monkeypatch: pytest.MonkeyPatch, aws_credentials: None) -> None:
+def function_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for name, value in FUNCTION_ENV.items():
         monkeypatch.setenv(name, value)
 
 
 @pytest.fixture
-def aws(function_env: None) -> Iterator[Aws]:
-    with mock_aws():
-        s3 = boto3.client("s3")
-        for bucket in (RAW_BUCKET, PROCESSED_BUCKET):
-            s3.create_bucket(Bucket=bucket)
-            s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
-        ddb = boto3.client("dynamodb")
-        ddb.create_table(
-            TableName=TABLE,
-            BillingMode="PAY_PER_REQUEST",
-            AttributeDefinitions=[
-                {"AttributeName": name, "AttributeType": "S"}
-                for name in ("partition_date", "image_id", "rejected_pk", "rejected_at")
-            ],
-            KeySchema=[
-                {"AttributeName": "partition_date", "KeyType": "HASH"},
-                {"AttributeName": "image_id", "KeyType": "RANGE"},
-            ],
-            GlobalSecondaryIndexes=[
-                {
-                    "IndexName": "rejected-index",
-                    "KeySchema": [
-                        {"AttributeName": "rejected_pk", "KeyType": "HASH"},
-                        {"AttributeName": "rejected_at", "KeyType": "RANGE"},
-                    ],
-                    "Projection": {"ProjectionType": "ALL"},
-                }
-            ],
-        )
-        yield Aws(s3, ddb)
+def aws(function_env: None, moto: None) -> Iterator[Aws]:
+    s3 = boto3.client("s3")
+    for bucket in (RAW_BUCKET, PROCESSED_BUCKET):
+        s3.create_bucket(Bucket=bucket)
+        s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    ddb = boto3.client("dynamodb")
+    ddb.create_table(
+        TableName=TABLE,
+        BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[
+            {"AttributeName": name, "AttributeType": "S"}
+            for name in ("partition_date", "image_id", "rejected_pk", "rejected_at")
+        ],
+        KeySchema=[
+            {"AttributeName": "partition_date", "KeyType": "HASH"},
+            {"AttributeName": "image_id", "KeyType": "RANGE"},
+        ],
+        GlobalSecondaryIndexes=[
+            {
+                "IndexName": "rejected-index",
+                "KeySchema": [
+                    {"AttributeName": "rejected_pk", "KeyType": "HASH"},
+                    {"AttributeName": "rejected_at", "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "ALL"},
+            }
+        ],
+    )
+    yield Aws(s3, ddb)
 
 
 @pytest.fixture

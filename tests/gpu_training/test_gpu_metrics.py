@@ -13,7 +13,6 @@ from types import SimpleNamespace
 
 import boto3
 import pytest
-from moto import mock_aws
 
 from gpu_training.metrics import (
     GPU_ERROR_COUNT_METRIC,
@@ -36,12 +35,8 @@ PY38 = Path.home() / ".pyenv" / "versions" / "3.8.18" / "bin" / "python"
 
 
 @pytest.fixture
-def aws(monkeypatch):
-    fake_env = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SESSION_TOKEN": "testing"}
-    for key, value in {**fake_env, "AWS_DEFAULT_REGION": REGION, "AWS_REGION": REGION}.items():
-        monkeypatch.setenv(key, value)
-    with mock_aws():
-        yield boto3.client("cloudwatch", region_name=REGION)
+def aws(moto):
+    return boto3.client("cloudwatch", region_name=REGION)
 
 
 @pytest.fixture

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import boto3
 import pytest
-from moto import mock_aws
 
 from gpu_training.metrics import SPOT_INTERRUPTION_METRIC, SPOT_REBALANCE_METRIC, fleet_dimensions
 
@@ -35,15 +34,11 @@ PREFIX = f"checkpoints/{FLEET}/{INSTANCE}/"
 
 
 @pytest.fixture
-def aws(monkeypatch):
-    fake_env = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SESSION_TOKEN": "testing"}
-    for key, value in {**fake_env, "AWS_DEFAULT_REGION": REGION, "AWS_REGION": REGION}.items():
-        monkeypatch.setenv(key, value)
+def aws(moto, monkeypatch):
     monkeypatch.delenv("INSTANCE_ID", raising=False)
-    with mock_aws():
-        s3 = boto3.client("s3", region_name=REGION)
-        s3.create_bucket(Bucket=BUCKET)
-        yield s3, boto3.client("cloudwatch", region_name=REGION)
+    s3 = boto3.client("s3", region_name=REGION)
+    s3.create_bucket(Bucket=BUCKET)
+    return s3, boto3.client("cloudwatch", region_name=REGION)
 
 
 @pytest.fixture
