@@ -1,0 +1,138 @@
+"""The drift function against moto: captures of an unshifted and a shifted image set (brighter images,
+another class mix) against the baseline of a generated training snapshot."""
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+
+import pytest
+
+from conftest import (ARTIFACTS_BUCKET, CAPTURE_PREFIX, ENDPOINT, LABELS, LOGS_BUCKET, NAMESPACE, SNAPSHOT_ID,
+                      SNAPSHOT_PREFIX, VERSIONS_TABLE, capture_line, make_image)
+from ml_pipeline import metric_names as project_names
+
+BAD_LINES = [
+    "not json at all",
+    json.dumps({"captureData": {"endpointInput": {"data": "%%%", "encoding": "BASE64",
+                                                  "observedContentType": "application/json"}}}),
+    json.dumps({"captureData": {"endpointInput": {"data": base64.b64encode(b"\xff\xd8 not a jpeg").decode(),
+                                                  "encoding": "BASE64", "observedContentType": "image/jpeg"},
+                                "endpointOutput": {"data": '{"predictions": [{"label": "cat"}]}', "encoding": "JSON",
+                                                   "observedContentType": "application/json"}}}),
+]
+
+
+def put_captures(s3, variant: str, images, labels, now: dt.datetime, *, bad: list[str] = (), batch: int = 5) -> None:
+    lines = [capture_line(images[i:i + batch], labels[i:i + batch], json_encoding=(i // batch) % 2 == 1)
+             for i in range(0, len(images), batch)]
+    lines[3:3] = list(bad)
+    key = f"{CAPTURE_PREFIX}{ENDPOINT}/{variant}/{now:%Y/%m/%d/%H}/capture-{variant}.jsonl"
+    s3.put_object(Bucket=LOGS_BUCKET, Key=key, Body="\n".join(lines).encode())
+
+
+def published(cloudwatch, metric: str, variant: str, feature: str | None = None) -> list[float]:
+    dims = [{"Name": "EndpointName", "Value": ENDPOINT}, {"Name": "VariantName", "Value": variant}]
+    if feature:
+        dims.append({"Name": "Feature", "Value": feature})
+    now = dt.datetime.now(dt.timezone.utc)
+    result = cloudwatch.get_metric_statistics(Namespace=NAMESPACE, MetricName=metric, Dimensions=dims,
+                                              StartTime=now - dt.timedelta(hours=2), EndTime=now + dt.timedelta(hours=1),
+                                              Period=60, Statistics=["Maximum"])
+    return [p["Maximum"] for p in result["Datapoints"]]
+
+
+@pytest.fixture
+def measured(drift, aws, image_sets):
+    """GIVEN champion captures from the training population (plus 3 bad lines) and challenger captures
+    from a shifted one, WHEN the function runs, THEN its summary."""
+    now = dt.datetime.now(dt.timezone.utc)
+    put_captures(aws["s3"], "champion", *image_sets["unshifted"], now, bad=BAD_LINES)
+    put_captures(aws["s3"], "challenger", *image_sets["shifted"], now)
+    return drift.run(drift.Settings.from_environ(), now + dt.timedelta(seconds=5))
+
+
+def test_an_unshifted_sample_scores_low_and_a_shifted_one_high(measured):
+    champion, challenger = measured["variants"]["champion"]["psi"], measured["variants"]["challenger"]["psi"]
+    assert measured["snapshot_id"] == SNAPSHOT_ID
+    assert max(champion.values()) < 0.2, champion
+    assert challenger["brightness"] > 1.0, challenger
+    assert challenger["prediction"] > 0.5, challenger
+    assert champion["prediction"] < 0.1
+
+
+def test_bad_capture_lines_are_counted_and_skipped(measured):
+    champion = measured["variants"]["champion"]
+    assert champion["bad_lines"] == 3
+    assert champion["images"] == 300 and champion["lines"] == 60 + 3
+
+
+def test_scores_are_published_per_variant_and_feature(measured, aws):
+    cw = aws["cloudwatch"]
+    assert published(cw, project_names.DRIFT_SCORE, "challenger")[0] > 1.0
+    assert published(cw, project_names.DRIFT_SCORE, "champion")[0] < 0.2
+    assert published(cw, project_names.INPUT_DRIFT_PSI, "challenger", "brightness")[0] > 1.0
+    assert published(cw, project_names.DRIFT_BAD_CAPTURE_LINES, "champion") == [3.0]
+    assert published(cw, project_names.DRIFT_SAMPLES, "challenger") == [300.0]
+
+
+def test_the_baseline_is_cached_beside_the_snapshot_and_reused(measured, drift, aws):
+    key = f"{SNAPSHOT_PREFIX}{SNAPSHOT_ID}/drift-baseline.json"
+    baseline = json.loads(aws["s3"].get_object(Bucket=ARTIFACTS_BUCKET, Key=key)["Body"].read())
+    assert baseline["images"] == 250 and set(baseline["labels"]) == set(LABELS)
+    # Remove the snapshot's document: a second run must not need it (the cache answers).
+    aws["s3"].delete_object(Bucket=ARTIFACTS_BUCKET, Key=f"{SNAPSHOT_PREFIX}{SNAPSHOT_ID}/snapshot.json")
+    again = drift.run(drift.Settings.from_environ(), dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=5))
+    assert again["variants"]["challenger"]["psi"] == measured["variants"]["challenger"]["psi"]
+
+
+def test_too_few_samples_publish_counts_but_no_scores(drift, aws, image_sets, monkeypatch):
+    monkeypatch.setenv("MIN_SAMPLES", "1000")
+    now = dt.datetime.now(dt.timezone.utc)
+    put_captures(aws["s3"], "champion", *image_sets["shifted"], now)
+    result = drift.run(drift.Settings.from_environ(), now + dt.timedelta(seconds=5))
+    assert result["variants"]["champion"]["psi"] is None
+    assert published(aws["cloudwatch"], project_names.DRIFT_SCORE, "champion") == []
+    assert published(aws["cloudwatch"], project_names.DRIFT_SAMPLES, "champion") == [300.0]
+
+
+def test_no_production_version_measures_nothing(drift, aws):
+    aws["ddb"].delete_item(TableName=VERSIONS_TABLE, Key={"model_name": {"S": "image-classifier"}, "version": {"N": "2"}})
+    assert drift.handler({}, None) == {"snapshot_id": None, "variants": {}}
+
+
+def test_a_single_raw_image_request_is_read(drift):
+    import capture
+    image = make_image(__import__("random").Random(1))
+    line = json.dumps({"captureData": {
+        "endpointInput": {"observedContentType": "application/x-image", "mode": "INPUT",
+                          "data": base64.b64encode(image).decode(), "encoding": "BASE64"},
+        "endpointOutput": {"observedContentType": "application/json", "mode": "OUTPUT",
+                           "data": json.dumps({"predictions": [{"label": "dog"}]}), "encoding": "JSON"}}})
+    assert capture.parse_line(line) == capture.Captured([image], ["dog"])
+
+
+def test_hour_folders_cover_the_period(drift):
+    import capture
+    start = dt.datetime(2026, 11, 29, 8, 30, tzinfo=dt.timezone.utc)
+    folders = capture.hour_prefixes("dc/", "ep", "champion", start, start + dt.timedelta(minutes=60))
+    assert folders == ["dc/ep/champion/2026/11/29/08/", "dc/ep/champion/2026/11/29/09/"]
+
+
+def test_psi_is_zero_for_equal_distributions_and_grows_with_the_shift(drift):
+    import stats
+    assert stats.psi([10, 20, 30], [1, 2, 3]) == pytest.approx(0.0)
+    assert stats.psi([10, 20, 30], [30, 20, 10]) > stats.psi([10, 20, 30], [12, 20, 28]) > 0
+    assert stats.label_psi({"a": 5, "b": 5}, {"a": 5, "b": 5}) == pytest.approx(0.0)
+    assert stats.label_psi({"a": 5, "b": 5}, {"a": 5, "zebra": 5}) > 1
+
+
+def test_the_function_publishes_the_projects_names(drift):
+    import metric_names
+    assert {getattr(metric_names, n) for n in dir(metric_names) if n.isupper() and n != "ALL"} == set(metric_names.ALL)
+    assert set(metric_names.ALL) <= project_names.PUBLISHED
+    assert metric_names.ALL == (project_names.INPUT_DRIFT_PSI, project_names.PREDICTION_DRIFT_PSI,
+                                project_names.DRIFT_SCORE, project_names.DRIFT_SAMPLES,
+                                project_names.DRIFT_BAD_CAPTURE_LINES)
+    import stats
+    assert stats.FEATURES == project_names.DRIFT_FEATURES
