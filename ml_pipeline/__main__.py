@@ -3,7 +3,9 @@ import pulumi
 
 from ml_pipeline import config as stack_config
 from ml_pipeline.ingestion.component import ImageIngestion, ImageIngestionArgs, layer_zip
+from ml_pipeline import metric_names
 from ml_pipeline.lake.data_lake import DataLake, DataLakeArgs
+from ml_pipeline.observability.component import IngestTargets, Observability, ObservabilityArgs
 from shared.alarm_topic import AlarmTopic, AlarmTopicArgs
 from shared.context import AwsContext
 from shared.contracts import ML_PIPELINE_PROJECT, GpuTrainingStack
@@ -64,6 +66,16 @@ ingestion = ImageIngestion("ingest", ImageIngestionArgs(
     catalog_table_name=catalog.name, catalog_table_arn=catalog.arn,
     data_key_arn=data_key.arn, metadata_key_arn=metadata_key.arn, layer_arn=image_layer.arn,
     alarm_topic_arn=alarm_topic.arn, log_retention_days=cfg.log_retention_days,
+))
+
+# Dashboards and alarms of what this stack holds; the serving, training and drift sections take the
+# endpoint, API, stream and workflow names as args (ml_pipeline/observability/component.py).
+observability = Observability("observability", ObservabilityArgs(
+    ctx=ctx, name_prefix=prefix, settings=cfg.observability, metric_namespace=metric_names.namespace(prefix),
+    alarm_topic_arn=alarm_topic.arn, data_key_arn=data_key.arn, log_kms_key_arn=metadata_key.arn,
+    log_retention_days=cfg.log_retention_days,
+    ingest=IngestTargets(queue_name=ingestion.queue.name, dead_letter_queue_name=ingestion.dead_letter_queue.name,
+                         function_name=ingestion.function.name, log_group_name=ingestion.function.log_group.name),
 ))
 
 pulumi.export("raw_bucket_name", lake.raw.name)

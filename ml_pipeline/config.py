@@ -8,6 +8,7 @@ import pulumi
 
 from ml_pipeline.ingestion import settings as ingestion_settings
 from ml_pipeline.lake import settings as lake_settings
+from ml_pipeline.observability import settings as observability_settings
 from shared.config_reader import ConfigError, ConfigReader, check_region
 from shared.contracts import GPU_TRAINING_PROJECT, ML_PIPELINE_PROJECT, parse_stack_name
 from shared.logs import RETENTION_DAYS
@@ -24,6 +25,7 @@ class PipelineConfig:
     gpu_training_stack: Optional[str]
     lake: lake_settings.LakeSettings
     ingest: ingestion_settings.IngestSettings
+    observability: observability_settings.ObservabilitySettings
 
 
 def load() -> PipelineConfig:
@@ -47,4 +49,5 @@ def load() -> PipelineConfig:
         gpu_training_stack=gpu_stack,
         lake=lake_settings.load(reader),
         ingest=ingestion_settings.load(reader),
+        observability=observability_settings.load(reader),
     )
