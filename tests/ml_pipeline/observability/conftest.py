@@ -159,3 +159,10 @@ def drift(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
 def aws(drift, image_sets) -> Iterator[dict[str, Any]]:
     with snapshot_world(image_sets) as world:
         yield world
+
+
+@pytest.fixture(scope="session")
+def full_plan():
+    """The observability component with every section (full_program.py), planned once."""
+    import full_program
+    return full_program.plan()
