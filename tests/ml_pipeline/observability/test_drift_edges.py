@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 
-from conftest import VERSIONS_TABLE
+from drift_world import VERSIONS_TABLE, published, put_captures
 from ml_pipeline import metric_names as project_names
-from test_drift_monitor import published, put_captures
 
 
 def test_too_few_samples_publish_counts_but_no_scores(drift, aws, image_sets, monkeypatch):

@@ -8,8 +8,8 @@ import json
 
 import pytest
 
-from conftest import (ARTIFACTS_BUCKET, drift_function, snapshot_world, CAPTURE_PREFIX, ENDPOINT, LABELS, LOGS_BUCKET, NAMESPACE, SNAPSHOT_ID,
-                      SNAPSHOT_PREFIX, VERSIONS_TABLE, capture_line, make_image)
+from drift_world import (ARTIFACTS_BUCKET, LABELS, SNAPSHOT_ID, SNAPSHOT_PREFIX, drift_function, make_image, published,
+                         put_captures, snapshot_world)
 from ml_pipeline import metric_names as project_names
 
 BAD_LINES = [
@@ -21,25 +21,6 @@ BAD_LINES = [
                                 "endpointOutput": {"data": '{"predictions": [{"label": "cat"}]}', "encoding": "JSON",
                                                    "observedContentType": "application/json"}}}),
 ]
-
-
-def put_captures(s3, variant: str, images, labels, now: dt.datetime, *, bad: list[str] = (), batch: int = 5) -> None:
-    lines = [capture_line(images[i:i + batch], labels[i:i + batch], json_encoding=(i // batch) % 2 == 1)
-             for i in range(0, len(images), batch)]
-    lines[3:3] = list(bad)
-    key = f"{CAPTURE_PREFIX}{ENDPOINT}/{variant}/{now:%Y/%m/%d/%H}/capture-{variant}.jsonl"
-    s3.put_object(Bucket=LOGS_BUCKET, Key=key, Body="\n".join(lines).encode())
-
-
-def published(cloudwatch, metric: str, variant: str, feature: str | None = None) -> list[float]:
-    dims = [{"Name": "EndpointName", "Value": ENDPOINT}, {"Name": "VariantName", "Value": variant}]
-    if feature:
-        dims.append({"Name": "Feature", "Value": feature})
-    now = dt.datetime.now(dt.timezone.utc)
-    result = cloudwatch.get_metric_statistics(Namespace=NAMESPACE, MetricName=metric, Dimensions=dims,
-                                              StartTime=now - dt.timedelta(hours=2), EndTime=now + dt.timedelta(hours=1),
-                                              Period=60, Statistics=["Maximum"])
-    return [p["Maximum"] for p in result["Datapoints"]]
 
 
 @pytest.fixture(scope="module")
