@@ -52,7 +52,9 @@ class RoleSpec:
     tests: tuple[str, ...]  # test paths whose runs exercise the code
     plan: str  # fixture holding the role
     policy: str  # its RolePolicy resource name
-    bindings: Callable[[object], dict[str, str]]  # names used in the tests -> names in the plan
+    # Prefixes of the resources (ARNs) and condition values the tests use -> the plan's; the longest
+    # matching prefix is rewritten (so a test's bucket root can map to the plan's key prefix).
+    bindings: Callable[[object], dict[str, str]]
     # Key of each encrypted resource (resource ARN prefix -> key ARN); from the plan unless given.
     keys: Callable[[object], dict[str, str]] = field(default=lambda plan: plan_keys(plan))
     runtime: dict[str, str] = field(default_factory=dict)
@@ -76,23 +78,34 @@ def plan_keys(plan) -> dict[str, str]:
     return keys
 
 
+TABLE_ARN = "arn:aws:dynamodb:us-east-1:123456789012:table/"
+
+
+def _s3(plan, role: str) -> str:
+    return f"arn:aws:s3:::{plan.outputs[f'{role}_bucket_name']}"
+
+
 ROLES = [
     RoleSpec(
         name="image_ingest function", code="functions/image_ingest", tests=("tests/functions/",),
         plan="pipeline_plan", policy="ingest-fn-policy",
-        bindings=lambda p: {"raw-images": p.outputs["raw_bucket_name"],
-                            "processed-images": p.outputs["processed_bucket_name"],
-                            "image-catalog": p.outputs["catalog_table_name"]},
+        # The tests upload at the raw bucket's root; the stack ingests under rawPrefix (incoming/).
+        bindings=lambda p: {"arn:aws:s3:::raw-images/quarantine/": f"{_s3(p, 'raw')}/quarantine/",
+                            "arn:aws:s3:::raw-images/": f"{_s3(p, 'raw')}/incoming/",
+                            "arn:aws:s3:::processed-images/": f"{_s3(p, 'processed')}/",
+                            f"{TABLE_ARN}image-catalog": f"{TABLE_ARN}{p.outputs['catalog_table_name']}"},
         runtime={**LAMBDA_RUNTIME, **SQS_EVENT_SOURCE,
-                 "kms:Decrypt": "the event source mapping reads the data-key-encrypted queue"}),
+                 "kms:Decrypt": "the event source mapping reads the data-key-encrypted queue"},
+        unproven={a: "the function reads the version the event names; an event without version-id (bucket "
+                     "versioning off) takes the unversioned path, which no test exercises"
+                  for a in ("s3:GetObject", "s3:GetObjectTagging")}),
     RoleSpec(
         name="drift_monitor function", code="functions/drift_monitor",
         tests=("tests/ml_pipeline/observability/test_drift_monitor.py",
                "tests/ml_pipeline/observability/test_drift_edges.py"),
         plan="full_plan", policy="observability-drift-fn-policy",
-        bindings=lambda p: {"mlp-test-logs": full_program.BUCKETS["logs"],
-                            "mlp-test-artifacts": full_program.BUCKETS["artifacts"],
-                            "mlp-test-processed": full_program.BUCKETS["processed"]},
+        bindings=lambda p: {f"arn:aws:s3:::mlp-test-{role}": f"arn:aws:s3:::{bucket}"
+                            for role, bucket in full_program.BUCKETS.items()},
         # Every bucket it reads is on the data key (the test program's buckets are names, not resources).
         keys=lambda p: {f"arn:aws:s3:::{b}/": full_program.DATA_KEY for b in full_program.BUCKETS.values()},
         runtime={**LAMBDA_RUNTIME, **ASYNC_DLQ,
@@ -100,11 +113,11 @@ ROLES = [
     RoleSpec(
         name="gpu-training instances", code="gpu_training/instance", tests=("tests/gpu_training/",),
         plan="gpu_plan", policy="instance-policy",
-        bindings=lambda p: {"mlplatform-test-artifacts": p.outputs["artifacts_bucket_name"],
+        bindings=lambda p: {"arn:aws:s3:::mlplatform-test-artifacts/": f"arn:aws:s3:::{p.outputs['artifacts_bucket_name']}/",
                             "MLPlatform/GPUTraining/test": p.outputs["metric_namespace"]},
         runtime=CLOUDWATCH_AGENT,
         unproven={a: "granted for the training workload on the fleet; no code in this repository calls it yet" for a in (
-            "s3:ListBucket", "s3:GetBucketLocation", "s3:AbortMultipartUpload", "dynamodb:BatchGetItem",
+            "s3:ListBucket", "s3:GetBucketLocation", "s3:GetObject", "s3:AbortMultipartUpload", "dynamodb:BatchGetItem",
             "dynamodb:BatchWriteItem", "dynamodb:ConditionCheckItem", "dynamodb:DescribeTable", "dynamodb:GetItem",
             "dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem", "ssm:GetParameter", "ssm:GetParameters",
             "ssm:GetParametersByPath", "ssm:SendCommand", "kms:Decrypt", "kms:DescribeKey")}),
@@ -173,14 +186,15 @@ def allowed_by(statements: list[dict], action: str, resource: str, context: dict
 
 
 def _bind(value: str, bindings: dict[str, str]) -> str:
-    for test_name in sorted(bindings, key=len, reverse=True):
-        value = value.replace(test_name, bindings[test_name])
+    for test_prefix in sorted(bindings, key=len, reverse=True):
+        if value.startswith(test_prefix):
+            return bindings[test_prefix] + value[len(test_prefix):]
     return value
 
 
 @dataclass
 class Verdict:
-    rows: list[tuple[str, str, str, str]]  # action, resource, granted by, called from
+    rows: list[tuple[str, str, str, str, int]]  # action, a resource, granted by, called from, calls
     denied: list[str]
     unused: set[str]
     granted: set[str]
@@ -199,23 +213,25 @@ def verdict(role: RoleSpec, plan, calls: list[iam_recorder.Call]) -> Verdict:
                 sids = allowed_by(statements, act, res, ctx)
                 used.add(act)
                 via = f"{call.operation}" + ("" if act == action else " (implied)")
-                key = (act, res)
+                key = (act, ",".join(sids) or "DENIED")
                 if key not in rows:
-                    rows[key] = (act, res, ",".join(sids) or "DENIED", f"{via} in {call.test.split('::')[-1]}")
+                    rows[key] = [act, res, key[1], f"{via} in {call.test.split('::')[-1]}", 0]
+                rows[key][4] += 1
                 if not sids:
                     denied.append(f"{act} on {res} ({call.operation} from {call.test})")
     granted = set()
     for st in statements:
         granted |= set(st["Action"] if isinstance(st["Action"], list) else [st["Action"]])
     unused = granted - used - set(role.runtime)
-    return Verdict(sorted(rows.values()), sorted(set(denied)), unused, granted)
+    return Verdict(sorted(tuple(r) for r in rows.values()), sorted(set(denied)), unused, granted)
 
 
 def print_table(role: RoleSpec, v: Verdict) -> None:
     print(f"\n== {role.name} ({role.plan}: {role.policy}) ==")
     width = max(len(r[0]) for r in v.rows) if v.rows else 10
-    for action, resource, sids, via in v.rows:
-        print(f"  {action:<{width}}  {sids:<22}  {resource}\n  {'':<{width}}  {'':<22}  called: {via}")
+    for action, resource, sids, via, count in v.rows:
+        print(f"  {action:<{width}}  {sids:<22}  {count} call(s), e.g. {resource}\n"
+              f"  {'':<{width}}  {'':<22}  by {via}")
     for action in sorted(role.runtime.keys() & v.granted):
         print(f"  {action:<{width}}  ALLOW-LIST              {role.runtime[action]}")
     for action in sorted(v.unused):
