@@ -207,7 +207,8 @@ def authorizations(call: Call) -> list[Authorization]:
 def main() -> int:
     """Run the recorded tests and the least-privilege check, printing the table per role."""
     import pytest
-    from tests.ml_pipeline.observability.test_least_privilege import ROLES
+    sys.path.insert(0, str(REPO / "tests" / "ml_pipeline" / "observability"))
+    from test_least_privilege import ROLES
     paths = sorted({t.split("::")[0] for role in ROLES for t in role.tests})
     return pytest.main(["-q", "-s", "-p", "no:cacheprovider", *paths,
                         "tests/ml_pipeline/observability/test_least_privilege.py"])
