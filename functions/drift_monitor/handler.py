@@ -23,8 +23,7 @@ import metric_names
 import snapshot
 import stats
 
-log = logging.getLogger()
-log.setLevel(os.environ.get("LOG_LEVEL", "INFO"))
+log = logging.getLogger()  # level and JSON format come from the function's logging config
 _clients: dict[str, Any] = {}
 
 

@@ -77,7 +77,7 @@ def function_environment(args: DriftMonitorArgs) -> dict[str, pulumi.Input[str]]
         "MAX_RECORDS": str(s.drift_max_records), "MODEL_VERSIONS_TABLE": args.model_versions_table_name,
         "MODEL_NAME": args.model_name, "SNAPSHOT_BUCKET": args.snapshot_bucket_name,
         "SNAPSHOT_PREFIX": args.snapshot_prefix, "BASELINE_IMAGES": str(s.drift_baseline_images),
-        "TARGET_SIZE": str(args.target_size), "METRIC_NAMESPACE": args.metric_namespace, "LOG_LEVEL": "INFO",
+        "TARGET_SIZE": str(args.target_size), "METRIC_NAMESPACE": args.metric_namespace,
     }
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
+import re
 
 import pytest
 
@@ -109,3 +110,11 @@ def test_the_function_publishes_the_projects_names(drift):
                                 project_names.DRIFT_BAD_CAPTURE_LINES)
     import stats
     assert stats.FEATURES == project_names.DRIFT_FEATURES
+
+
+def test_the_component_sets_exactly_the_variables_the_function_requires(full_plan):
+    from drift_world import FUNCTION_DIR
+    required = re.findall(r'environ\["(\w+)"\]', (FUNCTION_DIR / "handler.py").read_text())
+    function = full_plan.one("aws:lambda/function:Function", "observability-drift-fn").inputs
+    assert sorted(function["environment"]["variables"]) == sorted(set(required)) and len(required) == len(set(required))
+    assert function["layers"] and function["architectures"] == ["arm64"] and function["timeout"] == 900

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import re
+import sys
+from pathlib import Path
 
 import boto3
 import pytest
@@ -180,3 +182,14 @@ def test_without_retrain_on_drift_nothing_starts_the_workflow():
     rules = [r.name for r in plan.of_type("aws:cloudwatch/eventRule:EventRule")]
     assert rules == ["observability-drift-schedule"]
     assert not [r for r in plan.of_type("aws:iam/role:Role") if "retrain" in r.name]
+
+
+def test_the_drift_and_retrain_policies_pass_the_linters(full_plan):
+    """parliament, moto's validators and the project's rules (tests/policy_lint.py) on every IAM document
+    the observability component makes (its full plan is not among the stack plans the shared lint reads)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+    import policy_lint
+    docs = policy_lint.documents(full_plan)
+    assert {d.resource_name for d in docs} >= {"observability-drift-fn-policy", "observability-drift-retrain-policy",
+                                               "observability-drift-dlq-policy", "observability-drift-fn-role"}
+    assert {str(d): policy_lint.problems(d) for d in docs} == {str(d): [] for d in docs}
