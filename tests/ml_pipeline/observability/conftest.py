@@ -11,9 +11,9 @@ import pytest
 from drift_world import SHIFTED_MIX, TRAIN_MIX, drift_function, labels_for, make_image, snapshot_world
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def image_sets() -> dict[str, tuple[list[bytes], list[str]]]:
-    """Generated once per module: train, unshifted and shifted (300 each) images with labels."""
+    """Generated once per session: train, unshifted and shifted (300 each) images with labels."""
     rng = random.Random(7)
     def sample(n: int, shift: int, mix: tuple[float, ...]):
         return [make_image(rng, shift) for _ in range(n)], labels_for(rng, n, mix)

@@ -116,3 +116,14 @@ def test_the_gpu_dashboard_counts_live_instances_against_the_target(all_bodies):
     searches = [e[0]["expression"] for w in widgets.values() for e in w.get("metrics", []) if isinstance(e[0], dict)
                 and e[0]["expression"].startswith("SEARCH(")]
     assert len(searches) == 3 and all("{MLPlatform/gpu-training-test,InstanceId}" in s for s in searches)
+
+
+def test_the_gpu_dashboard_component_records_one_dashboard_named_after_the_fleet():
+    from gpu_training.dashboard import GpuDashboard, GpuDashboardArgs
+    from offline import runner
+    plan = runner.run_callable(lambda: GpuDashboard("gpu-dashboard", GpuDashboardArgs(
+        fleet_name="gpu-training-dev", namespace="MLPlatform/gpu-training-dev", target_capacity=6,
+        metrics_interval_s=60, region="us-east-1")), "gpu-training", "dev")
+    [dashboard] = plan.of_type(DASHBOARD)
+    body = json.loads(dashboard.inputs["dashboardBody"])
+    assert dashboard.inputs["dashboardName"] == "gpu-training-dev" and problems(dashboard_metrics(body)) == []
