@@ -241,13 +241,13 @@ class Observability(pulumi.ComponentResource):
                 percent=s.error_rate_percent)))
             members.append(self._alarm(f"{variant}-latency-anomaly", alarm_specs.anomaly_band(
                 f"{prefix}-{variant}-latency-anomaly", f"{variant}: p90 ModelLatency above its expected band",
-                "AWS/SageMaker", "ModelLatency", dims, "p90", band_width=s.latency_band_width,
+                "AWS/SageMaker", "ModelLatency", dims, "p90", band_width=s.anomaly_band_width,
                 comparison="GreaterThanUpperThreshold")))
         production = {"EndpointName": e.endpoint_name, "VariantName": e.variants[0]}
         # Traffic outside its band (a drop as much as a surge) is news, not a reason to roll back.
         self._alarm("invocations-anomaly", alarm_specs.anomaly_band(
             f"{prefix}-invocations-anomaly", f"{e.variants[0]}: invocations outside their expected band",
-            "AWS/SageMaker", "Invocations", production, "Sum", band_width=s.latency_band_width,
+            "AWS/SageMaker", "Invocations", production, "Sum", band_width=s.anomaly_band_width,
             comparison="LessThanLowerOrGreaterThanUpperThreshold"))
         self.serving_unhealthy_alarm_name = f"{prefix}-serving-unhealthy"
         rule = _resolved(*members, *e.extra_alarm_names).apply(

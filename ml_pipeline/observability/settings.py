@@ -12,7 +12,7 @@ DRIFT_PERIODS_MINUTES = (15, 30, 60, 120, 180, 360, 720, 1440)
 
 @dataclass(frozen=True)
 class ObservabilitySettings:
-    latency_band_width: float
+    anomaly_band_width: float
     error_rate_percent: float
     drift_period_minutes: int
     drift_psi_threshold: float
@@ -30,7 +30,7 @@ class ObservabilitySettings:
 def load(reader: ConfigReader) -> ObservabilitySettings:
     return ObservabilitySettings(
         # Standard deviations of the anomaly band (CloudWatch's default is 2).
-        latency_band_width=reader.number("latencyAnomalyBandWidth", 2.0, minimum=0.5, maximum=10.0),
+        anomaly_band_width=reader.number("anomalyBandWidth", 2.0, minimum=0.5, maximum=10.0),
         error_rate_percent=reader.number("errorRateAlarmPercent", 5.0, minimum=0.1, maximum=100.0),
         drift_period_minutes=reader.integer("driftPeriodMinutes", 60, allowed=DRIFT_PERIODS_MINUTES),
         # 0.1-0.25 is commonly read as a moderate shift, above 0.25 as a significant one.

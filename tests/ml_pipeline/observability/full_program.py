@@ -25,7 +25,7 @@ def build(retrain_on_drift: bool = True):
     from ml_pipeline.observability.settings import ObservabilitySettings
 
     settings = ObservabilitySettings(
-        latency_band_width=2.0, error_rate_percent=5.0, drift_period_minutes=60, drift_psi_threshold=0.25,
+        anomaly_band_width=2.0, error_rate_percent=5.0, drift_period_minutes=60, drift_psi_threshold=0.25,
         drift_min_samples=100, drift_max_records=5000, drift_baseline_images=2000, drift_memory_mb=1024,
         retrain_on_drift=retrain_on_drift)
     arn = lambda bucket: f"arn:aws:s3:::{bucket}"  # noqa: E731

@@ -23,13 +23,13 @@ def load(**values: str) -> settings.ObservabilitySettings:
 
 def test_defaults():
     s = load()
-    assert (s.error_rate_percent, s.latency_band_width, s.drift_period_minutes, s.drift_psi_threshold,
+    assert (s.error_rate_percent, s.anomaly_band_width, s.drift_period_minutes, s.drift_psi_threshold,
             s.retrain_on_drift) == (5.0, 2.0, 60, 0.25, False)
 
 
 @pytest.mark.parametrize("key, value", [
     ("driftPeriodMinutes", "45"), ("driftPsiThreshold", "0"), ("errorRateAlarmPercent", "150"),
-    ("retrainOnDrift", "yes"), ("latencyAnomalyBandWidth", "wide"), ("driftMinSamples", "0"),
+    ("retrainOnDrift", "yes"), ("anomalyBandWidth", "wide"), ("driftMinSamples", "0"),
 ])
 def test_a_wrong_value_names_its_key(key, value):
     with pytest.raises(ConfigError, match=f"ml-pipeline:{key}"):
