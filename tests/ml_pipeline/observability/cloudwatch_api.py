@@ -94,8 +94,32 @@ def _walk(shape, value, path: str, out: list[str]) -> None:
             out.append(f"{path}={value} over {shape.metadata['max']}")
 
 
-def errors(operation: str, params: dict) -> list[str]:
-    shape = _model().operation_model(operation).input_shape
+def put_rule(i: dict) -> dict:
+    p = {"Name": i["name"], "Description": i.get("description")}
+    for key, api in (("scheduleExpression", "ScheduleExpression"), ("eventPattern", "EventPattern")):
+        if i.get(key):
+            p[api] = i[key]
+    return {k: v for k, v in p.items() if v is not None}
+
+
+def put_targets(i: dict) -> dict:
+    target = {"Id": "t", "Arn": i["arn"]}
+    if i.get("roleArn"):
+        target["RoleArn"] = i["roleArn"]
+    if i.get("retryPolicy"):
+        target["RetryPolicy"] = {"MaximumEventAgeInSeconds": _int(i["retryPolicy"]["maximumEventAgeInSeconds"]),
+                                 "MaximumRetryAttempts": _int(i["retryPolicy"]["maximumRetryAttempts"])}
+    if i.get("deadLetterConfig"):
+        target["DeadLetterConfig"] = {"Arn": i["deadLetterConfig"]["arn"]}
+    if i.get("inputTransformer"):
+        target["InputTransformer"] = {"InputPathsMap": i["inputTransformer"]["inputPaths"],
+                                      "InputTemplate": i["inputTransformer"]["inputTemplate"]}
+    return {"Rule": i["rule"], "Targets": [target]}
+
+
+def errors(operation: str, params: dict, service: str = "cloudwatch") -> list[str]:
+    shape = (_model() if service == "cloudwatch" else botocore.session.get_session().get_service_model(service)
+             ).operation_model(operation).input_shape
     report = ParamValidator().validate(params, shape)
     out = [report.generate_report()] if report.has_errors() else []
     _walk(shape, params, operation, out)

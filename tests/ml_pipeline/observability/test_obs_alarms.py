@@ -13,7 +13,7 @@ import pytest
 from moto import mock_aws
 
 import full_program
-from cloudwatch_api import errors, put_composite_alarm, put_metric_alarm
+from cloudwatch_api import errors, put_composite_alarm, put_metric_alarm, put_rule, put_targets
 from metric_catalog import alarm_metrics, problems
 
 ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"
@@ -193,3 +193,17 @@ def test_the_drift_and_retrain_policies_pass_the_linters(full_plan):
     assert {d.resource_name for d in docs} >= {"observability-drift-fn-policy", "observability-drift-retrain-policy",
                                                "observability-drift-dlq-policy", "observability-drift-fn-role"}
     assert {str(d): policy_lint.problems(d) for d in docs} == {str(d): [] for d in docs}
+
+
+def test_the_drift_rules_and_targets_are_valid_eventbridge_requests(full_plan):
+    rules = full_plan.of_type("aws:cloudwatch/eventRule:EventRule")
+    targets = full_plan.of_type("aws:cloudwatch/eventTarget:EventTarget")
+    assert len(rules) == 2 and len(targets) == 2
+    found = {r.name: errors("PutRule", put_rule(r.inputs), "events") for r in rules}
+    found.update({t.name: errors("PutTargets", put_targets(t.inputs), "events") for t in targets})
+    assert found == {name: [] for name in found}
+    schedule = full_plan.one("aws:cloudwatch/eventRule:EventRule", "observability-drift-schedule").inputs
+    assert schedule["scheduleExpression"] == "rate(60 minutes)"
+    broken = put_targets(dict(targets[0].inputs, retryPolicy={"maximumEventAgeInSeconds": 30.0,
+                                                              "maximumRetryAttempts": 500.0}))
+    assert len(errors("PutTargets", broken, "events")) == 2  # below the minimum age, over the maximum retries
