@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import boto3
-import pytest
 from moto import mock_aws
 
 import full_program
