@@ -2,12 +2,12 @@
 import pulumi
 
 from gpu_training import config as stack_config
+from gpu_training.dashboard import GpuDashboard, GpuDashboardArgs
 from gpu_training.fleet import GpuFleet, GpuFleetArgs, resolve_image_id
 from gpu_training.hyperparameters import HyperParameterStore, HyperParameterStoreArgs
 from gpu_training.instance_role import InstanceRoleArgs, TrainingInstanceRole
 from gpu_training.monitoring import FleetAlarms, FleetAlarmsArgs
 from gpu_training.run_commands import TrainingRunCommands, TrainingRunCommandsArgs
-from shared.network import NetworkArgs, TrainingNetwork
 from gpu_training.storage import TrainingStorage, TrainingStorageArgs
 from gpu_training.user_data import UserDataParams, render_user_data
 from shared.alarm_topic import AlarmTopic, AlarmTopicArgs
@@ -17,6 +17,7 @@ from shared.contracts import GPU_TRAINING_PROJECT
 from shared.kms import EncryptionKey, EncryptionKeyArgs
 from shared.logs import encrypted_log_group
 from shared.naming import physical_name
+from shared.network import NetworkArgs, TrainingNetwork
 from shared.tagging import register_stack_tags
 
 cfg = stack_config.load()
@@ -91,6 +92,9 @@ FleetAlarms("fleet", FleetAlarmsArgs(
     fleet_name=prefix, namespace=namespace, alarm_topic_arn=topic.arn, target_capacity=cfg.target_capacity,
     low_utilization_percent=cfg.low_utilization_percent, metrics_interval_s=cfg.metrics_interval_s,
 ))
+GpuDashboard("dashboard", GpuDashboardArgs(
+    fleet_name=prefix, namespace=namespace, target_capacity=cfg.target_capacity,
+    metrics_interval_s=cfg.metrics_interval_s, region=ctx.region))
 
 if cfg.budget.monthly_usd > 0:
     StackBudget("budget", StackBudgetArgs(budget_name=f"{prefix}-monthly", monthly_usd=cfg.budget.monthly_usd, tags=cfg.tags,

@@ -2,9 +2,11 @@
 import pulumi
 
 from ml_pipeline import config as stack_config
+from ml_pipeline import metric_names
 from ml_pipeline.ingestion.component import ImageIngestion, ImageIngestionArgs, layer_zip
 from ml_pipeline.lake.data_lake import DataLake, DataLakeArgs
 from shared import iam
+from ml_pipeline.observability.component import IngestTargets, Observability, ObservabilityArgs
 from shared.alarm_topic import AlarmTopic, AlarmTopicArgs
 from shared.budget import StackBudget, StackBudgetArgs
 from shared.context import AwsContext
@@ -78,6 +80,15 @@ ingestion = ImageIngestion("ingest", ImageIngestionArgs(
 if cfg.budget.monthly_usd > 0:
     StackBudget("budget", StackBudgetArgs(budget_name=f"{prefix}-monthly", monthly_usd=cfg.budget.monthly_usd, tags=cfg.tags,
                                           emails=cfg.alarm_emails, actual_alert_percent=cfg.budget.actual_alert_percent))
+# Dashboards and alarms of what this stack holds; the serving, training and drift sections take the
+# endpoint, API, stream and workflow names as args (ml_pipeline/observability/component.py).
+observability = Observability("observability", ObservabilityArgs(
+    ctx=ctx, name_prefix=prefix, settings=cfg.observability, metric_namespace=metric_names.namespace(prefix),
+    alarm_topic_arn=alarm_topic.arn, data_key_arn=data_key.arn, log_kms_key_arn=metadata_key.arn,
+    log_retention_days=cfg.log_retention_days,
+    ingest=IngestTargets(queue_name=ingestion.queue.name, dead_letter_queue_name=ingestion.dead_letter_queue.name,
+                         function_name=ingestion.function.name, log_group_name=ingestion.function.log_group.name),
+))
 
 pulumi.export("raw_bucket_name", lake.raw.name)
 pulumi.export("raw_upload_prefix", cfg.ingest.raw_prefix)

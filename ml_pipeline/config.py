@@ -9,6 +9,7 @@ import pulumi
 from ml_pipeline.ingestion import settings as ingestion_settings
 from ml_pipeline.lake import settings as lake_settings
 from shared import budget as budget_settings
+from ml_pipeline.observability import settings as observability_settings
 from shared.config_reader import ConfigError, ConfigReader, check_region
 from shared.contracts import GPU_TRAINING_PROJECT, ML_PIPELINE_PROJECT, parse_stack_name
 from shared.logs import RETENTION_DAYS
@@ -27,6 +28,7 @@ class PipelineConfig:
     lake: lake_settings.LakeSettings
     ingest: ingestion_settings.IngestSettings
     budget: budget_settings.BudgetSettings
+    observability: observability_settings.ObservabilitySettings
 
 
 def load() -> PipelineConfig:
@@ -51,4 +53,5 @@ def load() -> PipelineConfig:
         lake=lake_settings.load(reader, physical_name(ML_PIPELINE_PROJECT, stack)),
         ingest=ingestion_settings.load(reader),
         budget=budget_settings.load_settings(reader),
+        observability=observability_settings.load(reader),
     )

@@ -1,0 +1,1 @@
+"""Observability: dashboards, alarms and drift detection of the ml-pipeline stack (issue 11)."""
