@@ -158,8 +158,13 @@ class GpuFleet(pulumi.ComponentResource):
             tags={"Name": args.fleet_name},
             # The provider's update (ModifyFleet) never sends spot options, so a new termination delay
             # would sit in the state and never reach EC2: replace the fleet on purpose instead.
+            # instancePoolsToUseCount: the provider defaults it to 1 (ForceNew) but sends it, and EC2
+            # returns it, only for lowest-price; with price-capacity-optimized the state reads 0, and every
+            # later `up` would replace the fleet (terraform-provider-aws#43176, open; flattenSpotOptions
+            # fills in 1 for "diversified" only). Ignored, the bridge keeps the state's value.
             opts=pulumi.ResourceOptions(parent=self, depends_on=[*depends_on, *args.boot_dependencies],
-                                        replace_on_changes=["spotOptions"]),
+                                        replace_on_changes=["spotOptions"],
+                                        ignore_changes=["spotOptions.instancePoolsToUseCount"]),
         )
         self.fleet_id = self.fleet.id
         self.register_outputs({"fleet_id": self.fleet_id, "launch_template_id": self.launch_template.id,
