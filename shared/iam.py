@@ -84,4 +84,21 @@ NO_RESOURCE_LEVEL_ACTIONS = frozenset({
     "ec2:DescribeVolumes",
     "ec2messages:GetMessages",
     "logs:DescribeLogGroups",
+    # Training workflow (issue 9): Step Functions log delivery, X-Ray sampling, SageMaker jobs' ECR
+    # login and VPC look-ups.
+    "logs:CreateLogDelivery",
+    "logs:DeleteLogDelivery",
+    "logs:DescribeResourcePolicies",
+    "logs:GetLogDelivery",
+    "logs:ListLogDeliveries",
+    "logs:PutResourcePolicy",
+    "logs:UpdateLogDelivery",
+    "xray:GetSamplingRules",
+    "xray:GetSamplingTargets",
+    "ecr:GetAuthorizationToken",
+    "ec2:DescribeDhcpOptions",
+    "ec2:DescribeNetworkInterfaces",
+    "ec2:DescribeSecurityGroups",
+    "ec2:DescribeSubnets",
+    "ec2:DescribeVpcs",
 })
