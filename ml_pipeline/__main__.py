@@ -4,6 +4,7 @@ import pulumi
 from ml_pipeline import config as stack_config
 from ml_pipeline.ingestion.component import ImageIngestion, ImageIngestionArgs, layer_zip
 from ml_pipeline.lake.data_lake import DataLake, DataLakeArgs
+from ml_pipeline.training.component import TrainingWorkflow, TrainingWorkflowArgs
 from shared.alarm_topic import AlarmTopic, AlarmTopicArgs
 from shared.context import AwsContext
 from shared.contracts import ML_PIPELINE_PROJECT, GpuTrainingStack
@@ -66,6 +67,22 @@ ingestion = ImageIngestion("ingest", ImageIngestionArgs(
     alarm_topic_arn=alarm_topic.arn, log_retention_days=cfg.log_retention_days,
 ))
 
+# Issue 9: the training workflow. gpu-training's experiments table when referenced (contract 9); its
+# subnets only when trainingNetwork is gpu-training (their S3 endpoint must then admit this stack's buckets).
+use_gpu_network = training is not None and cfg.training.network == "gpu-training"
+training_workflow = TrainingWorkflow("training", TrainingWorkflowArgs(
+    ctx=ctx, name_prefix=prefix, settings=cfg.training, image_size=cfg.ingest.target_size,
+    shard_prefix=cfg.ingest.shard_prefix, processed_bucket_name=lake.processed.name,
+    processed_bucket_arn=lake.processed.arn, artifacts_bucket_name=lake.artifacts.name,
+    artifacts_bucket_arn=lake.artifacts.arn, catalog_table_name=catalog.name, catalog_table_arn=catalog.arn,
+    data_key_arn=data_key.arn, metadata_key_arn=metadata_key.arn, alarm_topic_arn=alarm_topic.arn,
+    log_retention_days=cfg.log_retention_days, deletion_protection=cfg.deletion_protection,
+    experiments_table_name=training.experiments_table_name if training else None,
+    experiments_key_arn=training.kms_key_arn if training else None,
+    subnet_ids=training.private_subnet_ids if use_gpu_network else None,
+    security_group_id=training.security_group_id if use_gpu_network else None,
+))
+
 pulumi.export("raw_bucket_name", lake.raw.name)
 pulumi.export("raw_upload_prefix", cfg.ingest.raw_prefix)
 pulumi.export("processed_bucket_name", lake.processed.name)
@@ -78,3 +95,8 @@ pulumi.export("ingest_queue_url", ingestion.queue.url)
 pulumi.export("ingest_dead_letter_queue_url", ingestion.dead_letter_queue.url)
 pulumi.export("ingest_function_name", ingestion.function.name)
 pulumi.export("alarm_topic_arn", alarm_topic.arn)
+pulumi.export("training_state_machine_arn", training_workflow.state_machine.arn)
+pulumi.export("model_versions_table_name", training_workflow.versions_table.name)
+pulumi.export("experiments_table_name", training_workflow.experiments_table_name)
+pulumi.export("model_package_group_name", training_workflow.model_package_group_name)
+pulumi.export("sagemaker_execution_role_arn", training_workflow.execution_role_arn)

@@ -8,6 +8,7 @@ import pulumi
 
 from ml_pipeline.ingestion import settings as ingestion_settings
 from ml_pipeline.lake import settings as lake_settings
+from ml_pipeline.training import settings as training_settings
 from shared.config_reader import ConfigError, ConfigReader
 from shared.contracts import ML_PIPELINE_PROJECT
 from shared.logs import RETENTION_DAYS
@@ -24,6 +25,7 @@ class PipelineConfig:
     gpu_training_stack: Optional[str]
     lake: lake_settings.LakeSettings
     ingest: ingestion_settings.IngestSettings
+    training: training_settings.TrainingSettings
 
 
 def load() -> PipelineConfig:
@@ -42,4 +44,5 @@ def load() -> PipelineConfig:
         gpu_training_stack=gpu_stack,
         lake=lake_settings.load(reader),
         ingest=ingestion_settings.load(reader),
+        training=training_settings.load(reader),
     )

@@ -49,7 +49,7 @@ def _result(item: dict[str, Any]) -> dict[str, Any]:
             "metrics": {k: float(v) for k, v in item["metrics"].items()}}
 
 
-def register(event: dict[str, Any], model_name: str, image_uri: str) -> dict[str, Any]:
+def register(event: dict[str, Any], model_name: str, group: str, image_uri: str) -> dict[str, Any]:
     found = _existing(model_name, event["training_job_name"])
     if found:
         logger.info("already registered", extra={"version": int(found["version"])})
@@ -59,7 +59,7 @@ def register(event: dict[str, Any], model_name: str, image_uri: str) -> dict[str
     metrics = training_metrics(event["training_job_name"])
     metrics["test:accuracy"] = float(decision["candidate_accuracy"])
     package = _sagemaker().create_model_package(
-        ModelPackageGroupName=model_name,
+        ModelPackageGroupName=group,
         ModelPackageDescription=f"run {event['run_id']}: {decision['reason']}"[:1024],
         InferenceSpecification={"Containers": [{"Image": image_uri, "ModelDataUrl": event["model_data_url"]}],
                                 "SupportedContentTypes": CONTENT_TYPES,
@@ -87,4 +87,4 @@ def register(event: dict[str, Any], model_name: str, image_uri: str) -> dict[str
 
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    return register(event, os.environ["MODEL_NAME"], os.environ["INFERENCE_IMAGE"])
+    return register(event, os.environ["MODEL_NAME"], os.environ["MODEL_PACKAGE_GROUP"], os.environ["INFERENCE_IMAGE"])
