@@ -2,8 +2,8 @@
 
 Creates a SageMaker model package in the model's group (approval status from the decision, the
 evaluation report attached as model quality statistics) and the model-version item of contract 4,
-numbered with the package's version. A retried invocation finds the item of its training job and
-returns it instead of registering twice.
+numbered one above the model's latest version (a conditional put, so two runs never share a number).
+A retried invocation finds the item of its training job and returns it instead of registering twice.
 """
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from boto3.dynamodb.conditions import Attr, Key
 logger = logging.getLogger()
 logger.setLevel(os.environ.get("LOG_LEVEL", "INFO"))
 CONTENT_TYPES = ["application/json", "application/x-image"]   # contract 5
+MAX_ATTEMPTS = 5
 
 
 @lru_cache(maxsize=1)
@@ -71,19 +72,32 @@ def register(event: dict[str, Any], model_name: str, group: str, image_uri: str)
                                     "training_job_name": event["training_job_name"]},
     )
     arn = package["ModelPackageArn"]
-    version = int(_sagemaker().describe_model_package(ModelPackageName=arn)["ModelPackageVersion"])
     now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     item = {
-        "model_name": model_name, "version": version, "status": "approved" if approved else "rejected",
+        "model_name": model_name, "status": "approved" if approved else "rejected",
         "model_data_url": event["model_data_url"], "image_uri": image_uri, "snapshot_id": event["snapshot_id"],
         "metrics": {k: Decimal(str(v)) for k, v in metrics.items()}, "training_job_name": event["training_job_name"],
         "model_package_arn": arn, "evaluation_report_url": event["evaluation_url"], "run_id": event["run_id"],
         "decision_reason": decision["reason"], "created_at": now, "updated_at": now,
     }
-    # The package version is unique in its group; the condition guards against an overwrite anyway.
-    _versions().put_item(Item=item, ConditionExpression="attribute_not_exists(version)")
-    logger.info("registered", extra={"model_name": model_name, "version": version, "status": item["status"]})
+    for _ in range(MAX_ATTEMPTS):
+        item["version"] = _latest_version(model_name) + 1
+        try:
+            _versions().put_item(Item=item, ConditionExpression="attribute_not_exists(version)")
+            break
+        except _versions().meta.client.exceptions.ConditionalCheckFailedException:
+            logger.warning("version taken, trying the next", extra={"version": item["version"]})
+    else:
+        raise RuntimeError(f"no free version number for {model_name} after {MAX_ATTEMPTS} attempts")
+    logger.info("registered", extra={"model_name": model_name, "version": item["version"], "status": item["status"],
+                                     "model_package_arn": arn})
     return _result(item)
+
+
+def _latest_version(model_name: str) -> int:
+    answer = _versions().query(KeyConditionExpression=Key("model_name").eq(model_name), ScanIndexForward=False,
+                               Limit=1, ProjectionExpression="version")
+    return int(answer["Items"][0]["version"]) if answer["Items"] else 0
 
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:

@@ -240,8 +240,6 @@ class TrainingWorkflow(pulumi.ComponentResource):
                 iam.allow(["sagemaker:CreateModelPackage"],
                           [args.ctx.arn("sagemaker", f"model-package/{group_name}/*"),
                            args.ctx.arn("sagemaker", f"model-package-group/{group_name}")], sid="RegisterPackage"),
-                iam.allow(["sagemaker:DescribeModelPackage"],
-                          [args.ctx.arn("sagemaker", f"model-package/{group_name}/*")], sid="PackageVersion"),
                 iam.allow(["dynamodb:PutItem", "dynamodb:Query"], [self.versions_table.arn], sid="ModelVersions"),
                 iam.allow(["kms:Decrypt", "kms:DescribeKey", "kms:GenerateDataKey"], [args.metadata_key_arn],
                           sid="VersionsKey")]),

@@ -122,6 +122,10 @@ def _update_run(spec: WorkflowSpec, values: dict[str, dict], next_state: str, co
     }, next_state, comment, catch)
 
 
+def _carry(*keys: str) -> dict:
+    return {f"{k}.$": f"$.{k}" for k in keys}
+
+
 def _channel(name: str, uri: dict, data_type: str) -> dict:
     return {"ChannelName": name, "InputMode": "File", "DataSource": {"S3DataSource": {
         "S3DataType": data_type, "S3DataDistributionType": "FullyReplicated", **uri}}}
@@ -263,8 +267,7 @@ def build(spec: WorkflowSpec, *, request_response: bool = False) -> dict:
     states["Start"] = {"Type": "Pass", "Comment": "Keep the run's input under $.input (e.g. {\"tune\": true})",
                        "Parameters": {"input.$": "$"}, "Next": "RecordStart"}
     states["RecordStart"] = _dynamodb("putItem", {"TableName": spec.experiments_table, "Item": {
-        **_run_key(spec), "status": {"S": "running"}, "started_at": {"S.$": "$$.Execution.StartTime"},
-        "updated_at": now, "execution_arn": {"S.$": "$$.Execution.Id"},
+        **_run_key(spec), "status": {"S": "running"}, "started_at": now, "updated_at": now, "execution_arn": {"S.$": "$$.Execution.Id"},
         "input": {"S.$": "States.JsonToString($.input)"}}}, "ValidateData",
         "Every run is recorded in the experiments table, whatever its outcome")
     states["ValidateData"] = _lambda(spec.validate_function_arn, {"run_id.$": "$$.Execution.Name", "input.$": "$.input"},
@@ -303,10 +306,12 @@ def build(spec: WorkflowSpec, *, request_response: bool = False) -> dict:
                               "Parameters": {"TrainingJobName.$": "$.described.BestTrainingJob.TrainingJobName"},
                               "ResultPath": "$.described", "Retry": [SAGEMAKER_RETRY], "Catch": _catch(),
                               "Next": "TrainResult"}
+    # Rebuilt state (the Describe answer is dropped: it is large and the run's state is capped at 256 KB).
     states["TrainResult"] = {"Type": "Pass", "Parameters": {
-        "training_job_name.$": "$.described.TrainingJobName",
-        "model_data_url.$": "$.described.ModelArtifacts.S3ModelArtifacts"},
-        "ResultPath": "$.training", "Next": "FindProduction"}
+        **_carry("input", "validation", "snapshot"),
+        "training": {"training_job_name.$": "$.described.TrainingJobName",
+                     "model_data_url.$": "$.described.ModelArtifacts.S3ModelArtifacts"}},
+        "Next": "FindProduction"}
     states["FindProduction"] = {
         "Type": "Task", "Comment": "The production version, if any, is evaluated on the same test split",
         "Resource": "arn:aws:states:::aws-sdk:dynamodb:query",
@@ -324,9 +329,11 @@ def build(spec: WorkflowSpec, *, request_response: bool = False) -> dict:
         {"Variable": "$.production.count", "NumericGreaterThan": 0, "Next": "EvaluateAgainstProduction"}],
         "Default": "EvaluateFirstModel"}
     _sagemaker_job(states, "EvaluateAgainstProduction", "createProcessingJob", processing_job_parameters(spec, True),
-                   "Decide", "Candidate and production scored on the same test split", request_response)
+                   "Evaluated", "Candidate and production scored on the same test split", request_response)
     _sagemaker_job(states, "EvaluateFirstModel", "createProcessingJob", processing_job_parameters(spec, False),
-                   "Decide", "No production model yet: the candidate alone", request_response)
+                   "Evaluated", "No production model yet: the candidate alone", request_response)
+    states["Evaluated"] = {"Type": "Pass", "Parameters": _carry("input", "validation", "snapshot", "training"),
+                           "Next": "Decide"}
     states["Decide"] = _lambda(spec.decide_function_arn, {"evaluation_url.$": "$.snapshot.evaluation_url"},
                                {k: k for k in ("approved", "status", "reason", "candidate_accuracy",
                                                "production_accuracy")},
@@ -356,7 +363,7 @@ def build(spec: WorkflowSpec, *, request_response: bool = False) -> dict:
                 "model_package_arn.$": "$.registered.model_package_arn",
                 "model_data_url.$": "$.registered.model_data_url", "image_uri.$": "$.registered.image_uri",
                 "AWS_STEP_FUNCTIONS_STARTED_BY_EXECUTION_ID.$": "$$.Execution.Id"}},
-            "ResultPath": "$.deployment", "Retry": [STATES_RETRY], "Catch": _catch(), "Next": "ApprovedEnd"}
+            "ResultPath": None, "Retry": [STATES_RETRY], "Catch": _catch(), "Next": "ApprovedEnd"}
     states["ApprovedEnd"] = {"Type": "Succeed", "Comment": "Approved (and handed over when a deployment workflow is set)"}
     states["RejectedEnd"] = {"Type": "Succeed", "Comment": "Registered as rejected; production untouched"}
 
