@@ -3,9 +3,6 @@ a moto world (buckets, tables, topic, functions, model package group) the workfl
 from __future__ import annotations
 
 import importlib.util
-import io
-import json
-import zipfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import ModuleType
@@ -80,13 +77,15 @@ def sample_spec(**changes: Any) -> definition.WorkflowSpec:
     return replace(spec, **changes)
 
 
-@pytest.fixture
-def functions(monkeypatch: pytest.MonkeyPatch) -> dict[str, ModuleType]:
-    """Each function loaded afresh (its cached clients belong to this test's moto) with its environment."""
-    for env in ENVIRONMENT.values():
-        for key, value in env.items():
-            monkeypatch.setenv(key, value)
-    return {name: load_function(name) for name in FUNCTIONS}
+@pytest.fixture(scope="module")
+def functions() -> Iterator[dict[str, ModuleType]]:
+    """Each function loaded afresh for a test module (its cached clients belong to that module's moto)
+    with its environment."""
+    with pytest.MonkeyPatch.context() as patch:
+        for env in ENVIRONMENT.values():
+            for key, value in env.items():
+                patch.setenv(key, value)
+        yield {name: load_function(name) for name in FUNCTIONS}
 
 
 @dataclass
@@ -99,15 +98,10 @@ class World:
     alarm_queue_url: str
 
 
-def _zip() -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as z:
-        z.writestr("handler.py", "def handler(event, context):\n    return event\n")
-    return buffer.getvalue()
-
-
-@pytest.fixture
+@pytest.fixture(scope="module")
 def world(functions) -> Iterator[World]:
+    """One moto account per test module (starting one costs about a second of service-model loading);
+    ``clean_world`` empties it between tests."""
     with mock_aws(config={"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}):
         s3 = boto3.client("s3", region_name=REGION)
         for bucket in (PROCESSED, ARTIFACTS):
@@ -138,15 +132,24 @@ def world(functions) -> Iterator[World]:
         queue_url = sqs.create_queue(QueueName="alarm-mail")["QueueUrl"]
         queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
         sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn, Attributes={"RawMessageDelivery": "true"})
-        iam = boto3.client("iam", region_name=REGION)
-        role = iam.create_role(RoleName="workflow", AssumeRolePolicyDocument=json.dumps({
-            "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
-                                                    "Principal": {"Service": "states.amazonaws.com"}}]}))["Role"]["Arn"]
-        lam = boto3.client("lambda", region_name=REGION)
-        for name in FUNCTIONS[:4]:
-            lam.create_function(FunctionName=f"training-{name}", Runtime="python3.12", Role=role,
-                                Handler="handler.handler", Code={"ZipFile": _zip()})
+        # No Lambda functions are created: the execution tests answer invokes with the real handlers.
         sagemaker = boto3.client("sagemaker", region_name=REGION)
         sagemaker.create_model_package_group(ModelPackageGroupName=GROUP)
         yield World(s3=s3, ddb=ddb, sfn=boto3.client("stepfunctions", region_name=REGION), sagemaker=sagemaker,
                     sqs=sqs, alarm_queue_url=queue_url)
+
+
+@pytest.fixture
+def clean_world(world: World) -> World:
+    for table, key in ((CATALOG, ("partition_date", "image_id")), (VERSIONS, ("model_name", "version")),
+                       (EXPERIMENTS, ("experiment_id", "run_id"))):
+        for item in world.ddb.scan(TableName=table)["Items"]:
+            world.ddb.delete_item(TableName=table, Key={k: item[k] for k in key})
+    for bucket in (PROCESSED, ARTIFACTS):
+        for obj in world.s3.list_objects_v2(Bucket=bucket).get("Contents", []):
+            world.s3.delete_object(Bucket=bucket, Key=obj["Key"])
+    # PurgeQueue may run once a minute: drain instead.
+    while messages := world.sqs.receive_message(QueueUrl=world.alarm_queue_url, MaxNumberOfMessages=10).get("Messages"):
+        for message in messages:
+            world.sqs.delete_message(QueueUrl=world.alarm_queue_url, ReceiptHandle=message["ReceiptHandle"])
+    return world
