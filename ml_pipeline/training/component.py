@@ -16,6 +16,7 @@ import pulumi
 import pulumi_aws as aws
 
 from ml_pipeline.training import definition, policies
+from ml_pipeline.training.alarms import training_alarms
 from ml_pipeline.training.code_package import ENTRY_POINT, MODEL_DIR, code_package
 from ml_pipeline.training.network import IsolatedSubnets, IsolatedSubnetsArgs
 from ml_pipeline.training.settings import TrainingSettings
@@ -188,7 +189,8 @@ class TrainingWorkflow(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, depends_on=[workflow_policy]))
 
         self._schedule(name, args)
-        self._job_events(name, args, jobs)
+        events_dlq = self._job_events(name, args, jobs)
+        training_alarms(self, name, prefix, self.state_machine.arn, events_dlq.name, args.alarm_topic_arn)
         self.register_outputs({"state_machine_arn": self.state_machine.arn,
                                "model_versions_table_name": self.versions_table.name,
                                "experiments_table_name": self.experiments_table_name,
@@ -266,7 +268,7 @@ class TrainingWorkflow(pulumi.ComponentResource):
                                                                          maximum_retry_attempts=3)),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[policy]))
 
-    def _job_events(self, name: str, args: TrainingWorkflowArgs, jobs: str) -> None:
+    def _job_events(self, name: str, args: TrainingWorkflowArgs, jobs: str) -> aws.sqs.Queue:
         child = pulumi.ResourceOptions(parent=self)
         prefix = args.name_prefix
         dlq = aws.sqs.Queue(f"{name}-job-events-dlq", name=f"{prefix}-training-job-events-dlq",
@@ -292,6 +294,7 @@ class TrainingWorkflow(pulumi.ComponentResource):
             aws.lambda_.Permission(f"{name}-{kind}-job-events", action="lambda:InvokeFunction",
                                    function=function.name, principal="events.amazonaws.com", source_arn=rule.arn,
                                    opts=child)
+        return dlq
 
 
 def job_event_pattern(detail_type: str, name_field: str, prefix: str) -> dict:

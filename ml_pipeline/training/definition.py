@@ -385,4 +385,13 @@ def build(spec: WorkflowSpec, *, request_response: bool = False) -> dict:
     states["RunFailed"] = {"Type": "Fail", "Error": "TrainingRunFailed",
                            "Cause": "A step failed; see the experiments table and the execution history"}
     return {"Comment": f"Training workflow of {spec.model_name}: validate, snapshot, train or tune, evaluate, "
-                       "decide, register, hand over", "StartAt": "Start", "States": states}
+                       "decide, register, hand over", "StartAt": "Start", "TimeoutSeconds": run_timeout(spec),
+            "States": states}
+
+
+def run_timeout(spec: WorkflowSpec) -> int:
+    """The longest a run may take: the tuning job's rounds at full Spot wait, the evaluation, an hour slack.
+    A run past it times out (and alarms) instead of holding a stale "running" record for a year."""
+    rounds = -(-spec.tuning_max_jobs // spec.tuning_max_parallel_jobs)
+    job = spec.max_wait_s if spec.spot else spec.max_runtime_s
+    return rounds * job + spec.evaluation_max_runtime_s + 3600

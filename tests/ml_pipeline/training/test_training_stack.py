@@ -264,3 +264,18 @@ def test_a_missing_model_folder_packs_nothing_and_the_plan_warns(tmp_path, pipel
     from ml_pipeline.training.code_package import MODEL_DIR
     if not (MODEL_DIR / "train.py").is_file():
         assert any("has no train.py" in w for w in pipeline_plan.warnings)
+
+
+def test_runs_that_escape_the_failure_path_alarm(pipeline_plan):
+    alarms = {r.name: r.inputs for r in pipeline_plan.of_type("aws:cloudwatch/metricAlarm:MetricAlarm")
+              if r.name.startswith("training-")}
+    machine = pipeline_plan.outputs["training_state_machine_arn"]
+    for metric in ("ExecutionsTimedOut", "ExecutionsAborted"):
+        alarm = alarms[f"training-{metric.lower()}"]
+        assert alarm["namespace"] == "AWS/States" and alarm["metricName"] == metric
+        assert alarm["dimensions"] == {"StateMachineArn": machine}
+        assert alarm["alarmActions"] == [pipeline_plan.outputs["alarm_topic_arn"]]
+    assert alarms["training-job-events-dlq"]["dimensions"] == {"QueueName": "ml-pipeline-dev-training-job-events-dlq"}
+    definition = _definition(pipeline_plan)
+    # Four tuning rounds (8 jobs, 2 at a time) at the full Spot wait, the evaluation, an hour of slack.
+    assert definition["TimeoutSeconds"] == 4 * 28800 + 3600 + 3600
