@@ -15,7 +15,6 @@ from urllib.parse import urlparse
 import boto3
 
 logger = logging.getLogger()
-logger.setLevel(os.environ.get("LOG_LEVEL", "INFO"))
 
 
 @lru_cache(maxsize=1)

@@ -13,7 +13,6 @@ from typing import Any
 import boto3
 
 logger = logging.getLogger()
-logger.setLevel(os.environ.get("LOG_LEVEL", "INFO"))
 ALARMING = {"Failed", "Stopped"}
 
 

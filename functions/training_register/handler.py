@@ -18,7 +18,6 @@ import boto3
 from boto3.dynamodb.conditions import Attr, Key
 
 logger = logging.getLogger()
-logger.setLevel(os.environ.get("LOG_LEVEL", "INFO"))
 CONTENT_TYPES = ["application/json", "application/x-image"]   # contract 5
 MAX_ATTEMPTS = 5
 

@@ -19,7 +19,6 @@ from typing import Any
 import boto3
 
 logger = logging.getLogger()
-logger.setLevel(os.environ.get("LOG_LEVEL", "INFO"))
 SPLITS = ("train", "validation", "test")
 TUNING_NAME_MAX = 32   # CreateHyperParameterTuningJob's limit
 JOB_NAME_MAX = 63      # training and processing jobs

@@ -15,7 +15,6 @@ from typing import Any, Iterable, Optional
 import boto3
 
 logger = logging.getLogger()
-logger.setLevel(os.environ.get("LOG_LEVEL", "INFO"))
 STATS_KEY = "#totals"
 LABEL_PREFIX = "label:"
 

@@ -279,3 +279,20 @@ def test_runs_that_escape_the_failure_path_alarm(pipeline_plan):
     definition = _definition(pipeline_plan)
     # Four tuning rounds (8 jobs, 2 at a time) at the full Spot wait, the evaluation, an hour of slack.
     assert definition["TimeoutSeconds"] == 4 * 28800 + 3600 + 3600
+
+
+def test_workflow_resource_settings_are_values_the_apis_accept(pipeline_plan):
+    import botocore.session
+    session = botocore.session.get_session()
+    scheduler, sfn = session.get_service_model("scheduler"), session.get_service_model("stepfunctions")
+    schedule = pipeline_plan.one("aws:scheduler/schedule:Schedule", "training-schedule").inputs
+    machine = pipeline_plan.one(SFN, "training-state-machine").inputs
+    assert schedule["state"] in scheduler.shape_for("ScheduleState").enum
+    assert schedule["flexibleTimeWindow"]["mode"] in scheduler.shape_for("FlexibleTimeWindowMode").enum
+    retry = schedule["target"]["retryPolicy"]
+    shape = scheduler.shape_for("RetryPolicy").members
+    assert shape["MaximumEventAgeInSeconds"].metadata["min"] <= retry["maximumEventAgeInSeconds"] <= \
+        shape["MaximumEventAgeInSeconds"].metadata["max"]
+    assert machine["type"] in sfn.shape_for("StateMachineType").enum
+    assert machine["loggingConfiguration"]["level"] in sfn.shape_for("LogLevel").enum
+    assert len(machine["name"]) <= sfn.shape_for("Name").metadata["max"]
