@@ -28,17 +28,24 @@ _LOCAL_STORAGE = re.compile(r"^(g4dn|g5|g6|g6e|p3dn|p4d|p4de|p5|p5e|p5en|trn1|tr
 LAMBDA_RETRY = {"ErrorEquals": ["Lambda.ServiceException", "Lambda.AWSLambdaException", "Lambda.SdkClientException",
                                 "Lambda.TooManyRequestsException"],
                 "IntervalSeconds": 2, "MaxAttempts": 4, "BackoffRate": 2.0}
-DYNAMODB_RETRY = {"ErrorEquals": ["DynamoDB.ProvisionedThroughputExceededException", "DynamoDB.ThrottlingException",
-                                  "DynamoDB.InternalServerErrorException", "DynamoDB.RequestLimitExceeded"],
+# Optimized integrations report API errors as <Service>.<SDK exception>; the generic one
+# (AmazonDynamoDBException, AmazonSageMakerException, ...) also carries throttling, so it is retried
+# with the specific ones: a request rejected for other reasons fails again within seconds and is caught.
+DYNAMODB_RETRY = {"ErrorEquals": ["DynamoDB.AmazonDynamoDBException", "DynamoDB.ProvisionedThroughputExceededException",
+                                  "DynamoDB.ThrottlingException", "DynamoDB.InternalServerErrorException",
+                                  "DynamoDB.RequestLimitExceeded"],
                   "IntervalSeconds": 1, "MaxAttempts": 5, "BackoffRate": 2.0}
-# Throttling and capacity errors of the create calls happen before a job exists, so a retry with the
-# same job name is safe; a job that ran and failed raises States.TaskFailed, which is not retried.
-SAGEMAKER_RETRY = {"ErrorEquals": ["SageMaker.ThrottlingException", "SageMaker.ResourceLimitExceededException",
-                                   "SageMaker.InternalFailure", "SageMaker.ServiceUnavailable"],
-                   "IntervalSeconds": 30, "MaxAttempts": 4, "BackoffRate": 2.0}
-SNS_RETRY = {"ErrorEquals": ["SNS.ThrottledException", "SNS.InternalErrorException", "SNS.KMSThrottlingException"],
+# A create call that throttles never made a job, so its retry reuses the job name safely; a job that ran
+# and failed ends the task with States.TaskFailed, which is not retried (the run fails and alarms).
+# SageMakerException is the AWS SDK integrations' name (the Describe calls).
+SAGEMAKER_RETRY = {"ErrorEquals": ["SageMaker.AmazonSageMakerException", "SageMaker.SageMakerException",
+                                   "SageMaker.ResourceLimitExceededException", "SageMaker.ThrottlingException"],
+                   "IntervalSeconds": 15, "MaxAttempts": 3, "BackoffRate": 2.0}
+SNS_RETRY = {"ErrorEquals": ["SNS.AmazonSNSException", "SNS.ThrottledException", "SNS.InternalErrorException",
+                             "SNS.KMSThrottlingException"],
              "IntervalSeconds": 1, "MaxAttempts": 4, "BackoffRate": 2.0}
-STATES_RETRY = {"ErrorEquals": ["StepFunctions.ThrottlingException", "StepFunctions.SdkClientException"],
+STATES_RETRY = {"ErrorEquals": ["StepFunctions.AWSStepFunctionsException", "StepFunctions.ThrottlingException",
+                                "StepFunctions.SdkClientException"],
                 "IntervalSeconds": 1, "MaxAttempts": 4, "BackoffRate": 2.0}
 FAILURE_STATE = "RecordFailure"
 
