@@ -329,8 +329,10 @@ def build(spec: WorkflowSpec, *, request_response: bool = False) -> dict:
                        "Limit": 1},
         "ResultSelector": {"count.$": "$.Count", "items.$": "$.Items"}, "ResultPath": "$.production",
         # AWS SDK integrations name errors after the SDK's service id (DynamoDb.*), not DynamoDB.*.
-        "Retry": [{**DYNAMODB_RETRY, "ErrorEquals": [e.replace("DynamoDB.", "DynamoDb.")
-                                                     for e in DYNAMODB_RETRY["ErrorEquals"]]}],
+        "Retry": [{**DYNAMODB_RETRY, "ErrorEquals": [
+            "DynamoDb.DynamoDbException", "DynamoDb.ProvisionedThroughputExceededException",
+            "DynamoDb.ThrottlingException", "DynamoDb.InternalServerErrorException",
+            "DynamoDb.RequestLimitExceededException"]}],
         "Catch": _catch(), "Next": "HasProduction"}
     states["HasProduction"] = {"Type": "Choice", "Choices": [
         {"Variable": "$.production.count", "NumericGreaterThan": 0, "Next": "EvaluateAgainstProduction"}],
