@@ -42,6 +42,8 @@ class CodePackage:
 
 
 def _sources(folder: Path) -> list[Path]:
+    if not folder.is_dir():
+        return []
     return sorted(p for p in folder.rglob("*.py")
                   if not any(part in ("tests", "__pycache__") or part.startswith(".")
                              for part in p.relative_to(folder).parts))
@@ -69,15 +71,5 @@ def archive_bytes(folder: Path) -> tuple[bytes, tuple[str, ...]]:
 
 def code_package(folder: Path = MODEL_DIR) -> CodePackage:
     """Pack ``folder``; an absent folder packs to an empty archive (the component warns: no train.py)."""
-    data, names = archive_bytes(folder) if folder.is_dir() else _empty()
+    data, names = archive_bytes(folder)
     return CodePackage(data, hashlib.sha256(data).hexdigest(), names)
-
-
-def _empty() -> tuple[bytes, tuple[str, ...]]:
-    raw = io.BytesIO()
-    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT):
-        pass
-    packed = io.BytesIO()
-    with gzip.GzipFile(fileobj=packed, mode="wb", mtime=0, filename="") as gz:
-        gz.write(raw.getvalue())
-    return packed.getvalue(), ()

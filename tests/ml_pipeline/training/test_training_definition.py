@@ -14,7 +14,7 @@ from botocore.validate import ParamValidator
 from statelint.linter import Linter
 
 from ml_pipeline.training import definition
-from conftest import ARTIFACTS, JOB_PREFIX, load_function, sample_spec
+from training_support import ARTIFACTS, JOB_PREFIX, load_function, sample_spec
 
 DEPLOY_ARN = "arn:aws:states:us-east-1:123456789012:stateMachine:ml-pipeline-dev-deploy"
 VARIANTS = {

@@ -19,7 +19,7 @@ from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguagePa
 from moto.sagemaker import models as sagemaker_models
 
 from ml_pipeline.training import definition
-from conftest import ARTIFACTS, CATALOG, EXPERIMENTS, JOB_PREFIX, MODEL, PROCESSED, VERSIONS, sample_spec
+from training_support import ARTIFACTS, CATALOG, EXPERIMENTS, JOB_PREFIX, MODEL, PROCESSED, VERSIONS, sample_spec
 
 DAYS = ("2026-11-26", "2026-11-27", "2026-11-28")
 END = {"end_date": DAYS[-1]}

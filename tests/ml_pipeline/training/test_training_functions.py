@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from conftest import ARTIFACTS, CATALOG, GROUP, MODEL, PROCESSED, VERSIONS
+from training_support import ARTIFACTS, CATALOG, GROUP, MODEL, PROCESSED, VERSIONS
 
 DAY = "2026-11-28"
 
