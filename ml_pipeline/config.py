@@ -34,6 +34,10 @@ def load() -> PipelineConfig:
     gpu_stack = reader.optional_string("gpuTrainingStack")
     if gpu_stack is not None and len(gpu_stack.split("/")) != 3:
         raise ConfigError(f"config {reader.key('gpuTrainingStack')}: must be <org>/gpu-training/<stack>; got {gpu_stack!r}")
+    training = training_settings.load(reader)
+    if training.network == "gpu-training" and gpu_stack is None:
+        raise ConfigError(f"config {reader.key('trainingNetwork')}: gpu-training needs "
+                          f"{reader.key('gpuTrainingStack')} set (its subnets come from that stack)")
     return PipelineConfig(
         stack=stack,
         tags=reader.stack_tags(ML_PIPELINE_PROJECT, stack),
@@ -44,5 +48,5 @@ def load() -> PipelineConfig:
         gpu_training_stack=gpu_stack,
         lake=lake_settings.load(reader),
         ingest=ingestion_settings.load(reader),
-        training=training_settings.load(reader),
+        training=training,
     )

@@ -296,3 +296,22 @@ def test_workflow_resource_settings_are_values_the_apis_accept(pipeline_plan):
     assert machine["type"] in sfn.shape_for("StateMachineType").enum
     assert machine["loggingConfiguration"]["level"] in sfn.shape_for("LogLevel").enum
     assert len(machine["name"]) <= sfn.shape_for("Name").metadata["max"]
+
+
+def test_gpu_training_subnets_need_the_gpu_training_stack(projects):
+    from offline import runner
+    plan = runner.run(projects["ml-pipeline"], "dev", config_overrides={"ml-pipeline:trainingNetwork": "gpu-training"},
+                      raise_errors=False)
+    assert "ml-pipeline:trainingNetwork" in plan.error and "ml-pipeline:gpuTrainingStack" in plan.error
+
+
+def test_gpu_training_subnets_when_chosen(projects, gpu_plan):
+    from offline import runner
+    gpu_stack_ref = "organization/gpu-training/dev"
+    plan = runner.run(projects["ml-pipeline"], "dev", config_overrides={
+        "ml-pipeline:gpuTrainingStack": gpu_stack_ref, "ml-pipeline:trainingNetwork": "gpu-training"},
+        stack_outputs={gpu_stack_ref: gpu_plan.outputs})
+    vpc = _definition(plan)["States"]["Train"]["Parameters"]["VpcConfig"]
+    assert vpc == {"SecurityGroupIds": [gpu_plan.outputs["security_group_id"]],
+                   "Subnets": gpu_plan.outputs["private_subnet_ids"]}
+    assert not [r for r in plan.resources if r.name.startswith("training-network")]
