@@ -367,7 +367,8 @@ def build(spec: WorkflowSpec, *, request_response: bool = False) -> dict:
         states["StartDeployment"] = {
             "Type": "Task", "Comment": "Hand the approved version to the deployment workflow",
             "Resource": "arn:aws:states:::states:startExecution",
-            "Parameters": {"StateMachineArn": spec.deployment_state_machine_arn, "Input": {
+            # Named after the training run: a retried start is idempotent (same name, same input).
+            "Parameters": {"StateMachineArn": spec.deployment_state_machine_arn, "Name.$": "$$.Execution.Name", "Input": {
                 "model_name": spec.model_name, "version.$": "$.registered.version",
                 "model_package_arn.$": "$.registered.model_package_arn",
                 "model_data_url.$": "$.registered.model_data_url", "image_uri.$": "$.registered.image_uri",

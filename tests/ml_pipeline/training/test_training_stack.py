@@ -46,7 +46,8 @@ def _definition(plan) -> dict:
 
 @pytest.fixture(scope="module")
 def alone():
-    """The component without gpu-training: its own experiments table and isolated subnets."""
+    """The component without gpu-training's table (its own experiments table), given subnets (as with
+    trainingNetwork gpu-training) and a deployment workflow to hand over to."""
     def program():
         TrainingWorkflow("training", TrainingWorkflowArgs(
             ctx=AwsContext.lookup(), name_prefix="ml-pipeline-test", settings=_settings(trainingScheduleEnabled="false"),
@@ -55,6 +56,7 @@ def alone():
             artifacts_bucket_arn="arn:aws:s3:::artifacts", catalog_table_name="catalog",
             catalog_table_arn="arn:aws:dynamodb:us-east-1:123456789012:table/catalog", data_key_arn=KEY,
             metadata_key_arn=KEY, alarm_topic_arn="arn:aws:sns:us-east-1:123456789012:alarms", log_retention_days=30,
+            subnet_ids=["subnet-0aaa", "subnet-0bbb"], security_group_id="sg-0ccc",
             deployment_state_machine_arn="arn:aws:states:us-east-1:123456789012:stateMachine:deploy"))
     return run_callable(program, "ml-pipeline", "test")
 
@@ -191,6 +193,9 @@ def test_without_gpu_training_the_pipeline_has_its_own_experiments_table(alone):
     states = json.loads(alone.one(SFN, "training-state-machine").inputs["definition"])["States"]
     assert states["RecordStart"]["Parameters"]["TableName"] == "ml-pipeline-test-experiments"
     assert states["Approved"]["Choices"][0]["Next"] == "StartDeployment"
+    assert states["Train"]["Parameters"]["VpcConfig"] == {"SecurityGroupIds": ["sg-0ccc"],
+                                                          "Subnets": ["subnet-0aaa", "subnet-0bbb"]}
+    assert not [r for r in alone.resources if r.name.startswith("training-network")]
     handover = _statements(alone, "training-sfn-policy")["HandOver"]
     assert handover["Resource"] == ["arn:aws:states:us-east-1:123456789012:stateMachine:deploy"]
 
@@ -303,15 +308,3 @@ def test_gpu_training_subnets_need_the_gpu_training_stack(projects):
     plan = runner.run(projects["ml-pipeline"], "dev", config_overrides={"ml-pipeline:trainingNetwork": "gpu-training"},
                       raise_errors=False)
     assert "ml-pipeline:trainingNetwork" in plan.error and "ml-pipeline:gpuTrainingStack" in plan.error
-
-
-def test_gpu_training_subnets_when_chosen(projects, gpu_plan):
-    from offline import runner
-    gpu_stack_ref = "organization/gpu-training/dev"
-    plan = runner.run(projects["ml-pipeline"], "dev", config_overrides={
-        "ml-pipeline:gpuTrainingStack": gpu_stack_ref, "ml-pipeline:trainingNetwork": "gpu-training"},
-        stack_outputs={gpu_stack_ref: gpu_plan.outputs})
-    vpc = _definition(plan)["States"]["Train"]["Parameters"]["VpcConfig"]
-    assert vpc == {"SecurityGroupIds": [gpu_plan.outputs["security_group_id"]],
-                   "Subnets": gpu_plan.outputs["private_subnet_ids"]}
-    assert not [r for r in plan.resources if r.name.startswith("training-network")]
