@@ -6,7 +6,8 @@ from ml_pipeline import metric_names
 from ml_pipeline.ingestion.component import ImageIngestion, ImageIngestionArgs, layer_zip
 from ml_pipeline.lake.data_lake import DataLake, DataLakeArgs
 from shared import iam
-from ml_pipeline.observability.component import IngestTargets, Observability, ObservabilityArgs
+from ml_pipeline.observability.component import IngestTargets, Observability, ObservabilityArgs, TrainingTargets
+from ml_pipeline.training.component import TrainingWorkflow, TrainingWorkflowArgs
 from shared.alarm_topic import AlarmTopic, AlarmTopicArgs
 from shared.budget import StackBudget, StackBudgetArgs
 from shared.context import AwsContext
@@ -80,6 +81,22 @@ ingestion = ImageIngestion("ingest", ImageIngestionArgs(
 if cfg.budget.monthly_usd > 0:
     StackBudget("budget", StackBudgetArgs(budget_name=f"{prefix}-monthly", monthly_usd=cfg.budget.monthly_usd, tags=cfg.tags,
                                           emails=cfg.alarm_emails, actual_alert_percent=cfg.budget.actual_alert_percent))
+# Issue 9: the training workflow. gpu-training's experiments table when referenced (contract 9); its
+# subnets only when trainingNetwork is gpu-training (their S3 endpoint must then admit this stack's buckets).
+use_gpu_network = training is not None and cfg.training.network == "gpu-training"
+training_workflow = TrainingWorkflow("training", TrainingWorkflowArgs(
+    ctx=ctx, name_prefix=prefix, settings=cfg.training, image_size=cfg.ingest.training_image_size,
+    shard_prefix=cfg.ingest.shard_prefix, processed_bucket_name=lake.processed.name,
+    processed_bucket_arn=lake.processed.arn, artifacts_bucket_name=lake.artifacts.name,
+    artifacts_bucket_arn=lake.artifacts.arn, catalog_table_name=catalog.name, catalog_table_arn=catalog.arn,
+    data_key_arn=data_key.arn, metadata_key_arn=metadata_key.arn, alarm_topic_arn=alarm_topic.arn,
+    log_retention_days=cfg.log_retention_days, deletion_protection=cfg.deletion_protection,
+    experiments_table_name=training.experiments_table_name if training else None,
+    experiments_key_arn=training.kms_key_arn if training else None,
+    subnet_ids=training.private_subnet_ids if use_gpu_network else None,
+    security_group_id=training.security_group_id if use_gpu_network else None,
+))
+
 # Dashboards and alarms of what this stack holds; the serving, training and drift sections take the
 # endpoint, API, stream and workflow names as args (ml_pipeline/observability/component.py).
 observability = Observability("observability", ObservabilityArgs(
@@ -88,6 +105,8 @@ observability = Observability("observability", ObservabilityArgs(
     log_retention_days=cfg.log_retention_days,
     ingest=IngestTargets(queue_name=ingestion.queue.name, dead_letter_queue_name=ingestion.dead_letter_queue.name,
                          function_name=ingestion.function.name, log_group_name=ingestion.function.log_group.name),
+    training=TrainingTargets(state_machine_arn=training_workflow.state_machine.arn, model_name=cfg.training.model_name,
+                             functions={f"training-{role}": fn.name for role, fn in training_workflow.functions.items()}),
 ))
 
 pulumi.export("raw_bucket_name", lake.raw.name)
@@ -102,3 +121,8 @@ pulumi.export("ingest_queue_url", ingestion.queue.url)
 pulumi.export("ingest_dead_letter_queue_url", ingestion.dead_letter_queue.url)
 pulumi.export("ingest_function_name", ingestion.function.name)
 pulumi.export("alarm_topic_arn", alarm_topic.arn)
+pulumi.export("training_state_machine_arn", training_workflow.state_machine.arn)
+pulumi.export("model_versions_table_name", training_workflow.versions_table.name)
+pulumi.export("experiments_table_name", training_workflow.experiments_table_name)
+pulumi.export("model_package_group_name", training_workflow.model_package_group_name)
+pulumi.export("sagemaker_execution_role_arn", training_workflow.execution_role_arn)

@@ -8,8 +8,9 @@ import pulumi
 
 from ml_pipeline.ingestion import settings as ingestion_settings
 from ml_pipeline.lake import settings as lake_settings
-from shared import budget as budget_settings
 from ml_pipeline.observability import settings as observability_settings
+from ml_pipeline.training import settings as training_settings
+from shared import budget as budget_settings
 from shared.config_reader import ConfigError, ConfigReader, check_region
 from shared.contracts import GPU_TRAINING_PROJECT, ML_PIPELINE_PROJECT, parse_stack_name
 from shared.logs import RETENTION_DAYS
@@ -29,6 +30,7 @@ class PipelineConfig:
     ingest: ingestion_settings.IngestSettings
     budget: budget_settings.BudgetSettings
     observability: observability_settings.ObservabilitySettings
+    training: training_settings.TrainingSettings
 
 
 def load() -> PipelineConfig:
@@ -42,6 +44,9 @@ def load() -> PipelineConfig:
         except ValueError as exc:
             raise ConfigError(f"config {reader.key('gpuTrainingStack')}: {exc} "
                               f"(set it with `pulumi config set gpuTrainingStack <org>/gpu-training/<stack>`)") from None
+    training = training_settings.load(reader)
+    reader.require(training.network != "gpu-training" or gpu_stack is not None, ["trainingNetwork", "gpuTrainingStack"],
+                   "trainingNetwork gpu-training needs gpuTrainingStack set (its subnets come from that stack)")
     return PipelineConfig(
         stack=stack,
         tags=reader.stack_tags(ML_PIPELINE_PROJECT, stack),
@@ -54,4 +59,5 @@ def load() -> PipelineConfig:
         ingest=ingestion_settings.load(reader),
         budget=budget_settings.load_settings(reader),
         observability=observability_settings.load(reader),
+        training=training,
     )

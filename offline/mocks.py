@@ -18,6 +18,7 @@ from pulumi.runtime.mocks import MockMonitor
 ACCOUNT_ID = "123456789012"
 AZ_IDS = {"a": "use1-az1", "b": "use1-az2", "c": "use1-az4", "d": "use1-az6"}
 MOCK_AMI_ID = "ami-0abcdef1234567890"
+DLC_REGISTRY_ID = "763104351884"
 
 _EC2_ID_PREFIX = {
     "Vpc": "vpc", "Subnet": "subnet", "SecurityGroup": "sg", "RouteTable": "rtb", "NatGateway": "nat",
@@ -127,6 +128,12 @@ class RecordingMocks(pulumi.runtime.Mocks):
         elif service == "lambda" and kind == "Function":
             rid, state["name"], state["arn"] = phys, phys, self._arn("lambda", f"function:{phys}")
             state["invokeArn"] = f"arn:aws:apigateway:{self.region}:lambda:path/2015-03-31/functions/{state['arn']}/invocations"
+        elif service == "sfn" and kind == "StateMachine":
+            rid = self._arn("states", f"stateMachine:{phys}")
+            state.update(name=phys, arn=rid)
+        elif service == "sagemaker" and kind == "ModelPackageGroup":
+            group = inputs["modelPackageGroupName"]
+            rid, state["arn"] = group, self._arn("sagemaker", f"model-package-group/{group}")
         elif service == "lambda" and kind == "LayerVersion":
             layer = inputs.get("layerName", phys)
             state["layerArn"] = self._arn("lambda", f"layer:{layer}")
@@ -172,6 +179,13 @@ class RecordingMocks(pulumi.runtime.Mocks):
                      and re.search(inputs.get("nameRegex") or "", n)]
             return {"names": names, "arns": [f"arn:aws:iam::{ACCOUNT_ID}:role/aws-service-role/{n}" for n in names],
                     "id": "aws-service-roles", "nameRegex": inputs.get("nameRegex"), "pathPrefix": inputs.get("pathPrefix")}
+        if token == "aws:sagemaker/getPrebuiltEcrImage:getPrebuiltEcrImage":
+            # The provider maps each region to AWS's registry account; us-east-1's deep learning
+            # containers live in 763104351884 (the provider does not check that the tag exists).
+            repo, tag = inputs["repositoryName"], inputs.get("imageTag") or "latest"
+            registry = DLC_REGISTRY_ID
+            return {"registryId": registry, "repositoryName": repo, "imageTag": tag, "id": registry,
+                    "registryPath": f"{registry}.dkr.ecr.{self.region}.amazonaws.com/{repo}:{tag}"}
         raise NotImplementedError(f"offline mocks do not know the invoke {token!r}; add it to offline/mocks.py")
 
 

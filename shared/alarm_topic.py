@@ -44,12 +44,8 @@ class AlarmTopic(pulumi.ComponentResource):
                     "Action": "sns:Publish", "Resource": self.topic.arn,
                     "Condition": {"StringEquals": {"aws:SourceAccount": args.ctx.account_id}},
                 },
-                {
-                    # Every action (subscribe, read attributes, publish) only over TLS, not publish alone.
-                    "Sid": "DenyInsecureTransport", "Effect": "Deny", "Principal": "*",
-                    "Action": "sns:*", "Resource": self.topic.arn,
-                    "Condition": {"Bool": {"aws:SecureTransport": "false"}},
-                },
+                # Every action (subscribe, read attributes, publish) only over TLS, not publish alone.
+                iam.deny_insecure_transport("sns", self.topic.arn),
             ]),
             opts=child,
         )

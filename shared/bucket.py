@@ -179,11 +179,7 @@ class SecureBucket(pulumi.ComponentResource):
 
 
 def _deny_plain_http(bucket_arn: pulumi.Input[str]) -> dict:
-    return {
-        "Sid": "DenyInsecureTransport", "Effect": "Deny", "Principal": "*", "Action": "s3:*",
-        "Resource": [bucket_arn, iam.objects_in(bucket_arn)],
-        "Condition": {"Bool": {"aws:SecureTransport": "false"}},
-    }
+    return iam.deny_insecure_transport("s3", [bucket_arn, iam.objects_in(bucket_arn)])
 
 
 def _deny_other_encryption(bucket_arn: pulumi.Input[str], kms_key_arn: Optional[pulumi.Input[str]]) -> list[dict]:

@@ -58,6 +58,11 @@ ML_PIPELINE_EXPORTS = (
     "ingest_dead_letter_queue_url",
     "ingest_function_name",
     "alarm_topic_arn",
+    "training_state_machine_arn",
+    "model_versions_table_name",
+    "experiments_table_name",
+    "model_package_group_name",
+    "sagemaker_execution_role_arn",
 )
 
 
@@ -129,3 +134,8 @@ class MlPipelineStack(_StackContract):
     ingest_dead_letter_queue_url: pulumi.Output[str] = _export("ingest_dead_letter_queue_url")
     ingest_function_name: pulumi.Output[str] = _export("ingest_function_name")
     alarm_topic_arn: pulumi.Output[str] = _export("alarm_topic_arn")
+    training_state_machine_arn: pulumi.Output[str] = _export("training_state_machine_arn")
+    model_versions_table_name: pulumi.Output[str] = _export("model_versions_table_name")
+    experiments_table_name: pulumi.Output[str] = _export("experiments_table_name")
+    model_package_group_name: pulumi.Output[str] = _export("model_package_group_name")
+    sagemaker_execution_role_arn: pulumi.Output[str] = _export("sagemaker_execution_role_arn")

@@ -16,6 +16,13 @@ if TYPE_CHECKING:
 Statement = dict[str, Any]
 
 
+def deny_insecure_transport(service: str, resources: pulumi.Input[str] | Sequence[pulumi.Input[str]]) -> Statement:
+    """The resource-policy statement that refuses every action of ``service`` (``sqs``, ``sns``, ``s3``) sent
+    without TLS: every action, not only the writes (issue 8)."""
+    return {"Sid": "DenyInsecureTransport", "Effect": "Deny", "Principal": "*", "Action": f"{service}:*",
+            "Resource": resources, "Condition": {"Bool": {"aws:SecureTransport": "false"}}}
+
+
 def allow(
     actions: Sequence[str],
     resources: Sequence[pulumi.Input[str]],
@@ -124,4 +131,21 @@ NO_RESOURCE_LEVEL_ACTIONS = frozenset({
     "ec2:DescribeVolumes",
     "ec2messages:GetMessages",
     "logs:DescribeLogGroups",
+    # Training workflow (issue 9): Step Functions log delivery, X-Ray sampling, SageMaker jobs' ECR
+    # login and VPC look-ups.
+    "logs:CreateLogDelivery",
+    "logs:DeleteLogDelivery",
+    "logs:DescribeResourcePolicies",
+    "logs:GetLogDelivery",
+    "logs:ListLogDeliveries",
+    "logs:PutResourcePolicy",
+    "logs:UpdateLogDelivery",
+    "xray:GetSamplingRules",
+    "xray:GetSamplingTargets",
+    "ecr:GetAuthorizationToken",
+    "ec2:DescribeDhcpOptions",
+    "ec2:DescribeNetworkInterfaces",
+    "ec2:DescribeSecurityGroups",
+    "ec2:DescribeSubnets",
+    "ec2:DescribeVpcs",
 })

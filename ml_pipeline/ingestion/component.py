@@ -125,8 +125,7 @@ def _events_may_send(queue: aws.sqs.Queue, rule: aws.cloudwatch.EventRule) -> pu
         {"Sid": "EventBridgeRule", "Effect": "Allow", "Principal": {"Service": "events.amazonaws.com"},
          "Action": "sqs:SendMessage", "Resource": queue.arn, "Condition": {"ArnEquals": {"aws:SourceArn": rule.arn}}},
         # Every action (receive, delete, purge, send) only over TLS, not sending alone.
-        {"Sid": "DenyInsecureTransport", "Effect": "Deny", "Principal": "*", "Action": "sqs:*",
-         "Resource": queue.arn, "Condition": {"Bool": {"aws:SecureTransport": "false"}}},
+        iam.deny_insecure_transport("sqs", queue.arn),
     ])
 
 

@@ -193,8 +193,7 @@ class DriftMonitor(pulumi.ComponentResource):
             {"Sid": "ScheduleDeadLetters", "Effect": "Allow", "Principal": {"Service": "events.amazonaws.com"},
              "Action": "sqs:SendMessage", "Resource": self.dead_letter_queue.arn,
              "Condition": {"ArnEquals": {"aws:SourceArn": senders}}},
-            {"Sid": "DenyInsecureTransport", "Effect": "Deny", "Principal": "*", "Action": "sqs:SendMessage",
-             "Resource": self.dead_letter_queue.arn, "Condition": {"Bool": {"aws:SecureTransport": "false"}}},
+            iam.deny_insecure_transport("sqs", self.dead_letter_queue.arn),
         ]), opts=child)
 
         self.register_outputs({"function_name": self.function.name, "alarm_name": self.alarm_name})

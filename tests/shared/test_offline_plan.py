@@ -61,7 +61,7 @@ def test_text_plan_groups_resources_under_their_component(capsys):
     # The ingest queue is listed inside the component, indented one level deeper than its header.
     queue = next(i for i, line in enumerate(lines) if line.strip() == "+ aws:sqs/queue:Queue  ingest-queue")
     assert queue > header and lines[queue].startswith("    + ")
-    assert "30.0" not in out and "object at 0x" not in out
+    assert "retentionInDays: 30\n" in out and "retentionInDays: 30.0" not in out and "object at 0x" not in out
 
 
 def test_an_unknown_stack_lists_the_stacks_that_exist(capsys):

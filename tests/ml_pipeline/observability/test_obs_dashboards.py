@@ -102,8 +102,10 @@ def test_the_stack_plan_has_the_pipeline_dashboard_of_what_it_holds(pipeline_pla
     named = dashboard_metrics(body)
     assert problems(named) == []
     titles = [w["properties"].get("title") for w in body["widgets"]]
-    assert "Workflow runs by outcome" not in titles  # no training workflow in this stack yet
+    assert "Workflow runs by outcome" in titles  # the stack's training workflow
     values = json.dumps(body)
+    state_machine = pipeline_plan.outputs["training_state_machine_arn"]
+    assert state_machine in values
     for name in ("ml-pipeline-dev-ingest", "ml-pipeline-dev-ingest-dlq", "ml-pipeline-dev-image-ingest"):
         assert f'"{name}"' in values
 
