@@ -1,9 +1,11 @@
 """ml-pipeline: wiring only. Config in config.py, resources in the components, outputs exported below."""
 import pulumi
+import pulumi_aws as aws
 
 from ml_pipeline import config as stack_config
 from ml_pipeline.ingestion.component import ImageIngestion, ImageIngestionArgs, layer_zip
 from ml_pipeline.lake.data_lake import DataLake, DataLakeArgs
+from ml_pipeline.serving.deployment import ModelDeployment, ModelDeploymentArgs
 from shared.alarm_topic import AlarmTopic, AlarmTopicArgs
 from shared.context import AwsContext
 from shared.contracts import ML_PIPELINE_PROJECT, GpuTrainingStack
@@ -66,6 +68,24 @@ ingestion = ImageIngestion("ingest", ImageIngestionArgs(
     alarm_topic_arn=alarm_topic.arn, log_retention_days=cfg.log_retention_days,
 ))
 
+# -- serving (issue 10) --------------------------------------------------------------------------
+# TEMP(lead): replaced by training's table on merge (contract 4 schema).
+model_versions = Table("model-versions", TableArgs(
+    table_name=f"{prefix}-model-versions", kms_key_arn=metadata_key.arn, hash_key="model_name", range_key="version",
+    attributes={"model_name": "S", "version": "N", "status": "S"},
+    indexes=(Index(name="status-index", hash_key="model_name", range_key="status"),),
+    deletion_protection=cfg.deletion_protection,
+))
+inference_image = aws.sagemaker.get_prebuilt_ecr_image_output(repository_name="pytorch-inference",
+                                                              image_tag=cfg.serving.inference_image_tag)
+deployment = ModelDeployment("serving", ModelDeploymentArgs(
+    ctx=ctx, name_prefix=prefix, settings=cfg.serving, image_uri=inference_image.registry_path,
+    versions_table_name=model_versions.name, versions_table_arn=model_versions.arn,
+    artifacts_bucket_arn=lake.artifacts.arn, logs_bucket_name=lake.logs.name, logs_bucket_arn=lake.logs.arn,
+    data_key_arn=data_key.arn, metadata_key_arn=metadata_key.arn, alarm_topic_arn=alarm_topic.arn,
+    log_retention_days=cfg.log_retention_days, deletion_protection=cfg.deletion_protection,
+))
+
 pulumi.export("raw_bucket_name", lake.raw.name)
 pulumi.export("raw_upload_prefix", cfg.ingest.raw_prefix)
 pulumi.export("processed_bucket_name", lake.processed.name)
@@ -78,3 +98,6 @@ pulumi.export("ingest_queue_url", ingestion.queue.url)
 pulumi.export("ingest_dead_letter_queue_url", ingestion.dead_letter_queue.url)
 pulumi.export("ingest_function_name", ingestion.function.name)
 pulumi.export("alarm_topic_arn", alarm_topic.arn)
+pulumi.export("endpoint_name", deployment.endpoint_name)
+pulumi.export("deployment_state_machine_arn", deployment.state_machine.arn)
+pulumi.export("ab_tests_table_name", deployment.ab_table.name)

@@ -8,6 +8,7 @@ import pulumi
 
 from ml_pipeline.ingestion import settings as ingestion_settings
 from ml_pipeline.lake import settings as lake_settings
+from ml_pipeline.serving import settings as serving_settings
 from shared.config_reader import ConfigError, ConfigReader
 from shared.contracts import ML_PIPELINE_PROJECT
 from shared.logs import RETENTION_DAYS
@@ -24,6 +25,7 @@ class PipelineConfig:
     gpu_training_stack: Optional[str]
     lake: lake_settings.LakeSettings
     ingest: ingestion_settings.IngestSettings
+    serving: serving_settings.ServingSettings
 
 
 def load() -> PipelineConfig:
@@ -32,9 +34,10 @@ def load() -> PipelineConfig:
     gpu_stack = reader.optional_string("gpuTrainingStack")
     if gpu_stack is not None and len(gpu_stack.split("/")) != 3:
         raise ConfigError(f"config {reader.key('gpuTrainingStack')}: must be <org>/gpu-training/<stack>; got {gpu_stack!r}")
+    tags = reader.stack_tags(ML_PIPELINE_PROJECT, stack)
     return PipelineConfig(
         stack=stack,
-        tags=reader.stack_tags(ML_PIPELINE_PROJECT, stack),
+        tags=tags,
         log_retention_days=reader.integer("logRetentionDays", 30, allowed=RETENTION_DAYS),
         deletion_protection=reader.boolean("deletionProtection", False),
         alarm_emails=tuple(reader.string_list("alarmEmails", [], item_check=lambda e: None if "@" in e
@@ -42,4 +45,5 @@ def load() -> PipelineConfig:
         gpu_training_stack=gpu_stack,
         lake=lake_settings.load(reader),
         ingest=ingestion_settings.load(reader),
+        serving=serving_settings.load(reader, production=tags.environment == "prod"),
     )

@@ -149,6 +149,12 @@ class RecordingMocks(pulumi.runtime.Mocks):
             name = inputs["name"]
             return {"name": name, "value": MOCK_AMI_ID, "insecureValue": MOCK_AMI_ID, "type": "String",
                     "arn": self._arn("ssm", f"parameter{name}"), "version": 1, "id": name}
+        if token == "aws:sagemaker/getPrebuiltEcrImage:getPrebuiltEcrImage":
+            # AWS's Deep Learning Containers account in us-east-1 (it differs by region).
+            registry = f"763104351884.dkr.ecr.{self.region}.amazonaws.com"
+            repo, tag = inputs["repositoryName"], inputs.get("imageTag", "latest")
+            return {"registryPath": f"{registry}/{repo}:{tag}", "registryId": "763104351884", "repositoryName": repo,
+                    "imageTag": tag, "region": self.region, "dnsSuffix": "amazonaws.com", "id": f"{registry}/{repo}"}
         raise NotImplementedError(f"offline mocks do not know the invoke {token!r}; add it to offline/mocks.py")
 
 
