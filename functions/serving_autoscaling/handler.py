@@ -13,6 +13,7 @@ import logging
 import os
 
 import boto3
+from botocore.exceptions import ClientError
 
 logger = logging.getLogger()
 logger.setLevel(os.environ["LOG_LEVEL"])
@@ -57,21 +58,29 @@ def register(endpoint: str) -> dict:
     return {"registered": [resource_id(endpoint, v) for v in VARIANTS]}
 
 
+def _not_registered(exc: ClientError) -> bool:
+    # AWS answers ObjectNotFoundException; moto a ValidationException saying so.
+    error = exc.response["Error"]
+    return error["Code"] == "ObjectNotFoundException" or (
+        error["Code"] == "ValidationException" and "No scalable target" in error.get("Message", ""))
+
+
 def prepare(endpoint: str, instance_type: str) -> dict:
     sagemaker = _client("sagemaker")
     live = sagemaker.describe_endpoint(EndpointName=endpoint)
     config = sagemaker.describe_endpoint_config(EndpointConfigName=live["EndpointConfigName"])
     changing = [v["VariantName"] for v in config["ProductionVariants"] if v.get("InstanceType") != instance_type]
     scaling = _client("application-autoscaling")
-    registered = {t["ResourceId"] for t in scaling.describe_scalable_targets(
-        ServiceNamespace="sagemaker", ResourceIds=[resource_id(endpoint, v) for v in changing])["ScalableTargets"]
-        } if changing else set()
     deregistered = []
     for variant in changing:
         rid = resource_id(endpoint, variant)
-        if rid in registered:
+        try:
             scaling.deregister_scalable_target(ServiceNamespace="sagemaker", ResourceId=rid, ScalableDimension=DIMENSION)
-            deregistered.append(rid)
+        except ClientError as exc:
+            if not _not_registered(exc):
+                raise
+            continue  # not registered (autoscaling failed or was removed): nothing to undo
+        deregistered.append(rid)
     logger.info("autoscaling prepared", extra={"endpoint": endpoint, "deregistered": deregistered})
     return {"deregistered": deregistered}
 

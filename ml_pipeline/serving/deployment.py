@@ -152,8 +152,6 @@ class ModelDeployment(pulumi.ComponentResource):
                 iam.allow(["application-autoscaling:DeregisterScalableTarget",
                            "application-autoscaling:PutScalingPolicy", "application-autoscaling:RegisterScalableTarget"],
                           [ctx.arn("application-autoscaling", "scalable-target/*")], sid="ScalableTargets"),
-                iam.unscoped(["application-autoscaling:DescribeScalableTargets"], sid="DescribeTargets",
-                             why="Describe actions of Application Auto Scaling have no resource-level permissions"),
                 # Application Auto Scaling checks that the caller may do what scaling will do.
                 iam.allow(["sagemaker:DescribeEndpoint", "sagemaker:UpdateEndpointWeightsAndCapacities"],
                           [self.endpoint_arn], sid="Endpoint"),
@@ -171,8 +169,10 @@ class ModelDeployment(pulumi.ComponentResource):
         sfn_policy = aws.iam.RolePolicy(f"{name}-workflow-policy", role=sfn_role.id, policy=iam.document([
             iam.allow(["sagemaker:AddTags", "sagemaker:CreateModel"], [models_arn], sid="Models"),
             iam.allow(["sagemaker:AddTags", "sagemaker:CreateEndpointConfig"], [configs_arn], sid="EndpointConfigs"),
-            iam.allow(["sagemaker:AddTags", "sagemaker:CreateEndpoint", "sagemaker:DescribeEndpoint",
-                       "sagemaker:UpdateEndpoint"], [self.endpoint_arn], sid="Endpoint"),
+            # Creating or updating an endpoint is authorized on the endpoint and on the config it takes.
+            iam.allow(["sagemaker:CreateEndpoint", "sagemaker:UpdateEndpoint"], [self.endpoint_arn, configs_arn],
+                      sid="EndpointDeploy"),
+            iam.allow(["sagemaker:AddTags", "sagemaker:DescribeEndpoint"], [self.endpoint_arn], sid="Endpoint"),
             iam.allow(["iam:PassRole"], [self.execution_role.arn], sid="PassExecutionRole",
                       conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}),
             iam.allow(["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"],
@@ -181,8 +181,9 @@ class ModelDeployment(pulumi.ComponentResource):
             iam.allow(["kms:Decrypt", "kms:GenerateDataKey"], [args.metadata_key_arn], sid="TableKey"),
             # SageMaker encrypts the endpoint's volumes and captured data with the data key through
             # grants it creates with the caller's permissions.
-            iam.allow(["kms:CreateGrant", "kms:DescribeKey"], [args.data_key_arn], sid="EndpointKeyGrants",
+            iam.allow(["kms:CreateGrant"], [args.data_key_arn], sid="EndpointKeyGrants",
                       conditions={"Bool": {"kms:GrantIsForAWSResource": "true"}}),
+            iam.allow(["kms:DescribeKey"], [args.data_key_arn], sid="EndpointKey"),
         ]), opts=child)
 
         capture_uri = pulumi.Output.concat("s3://", args.logs_bucket_name, "/", args.capture_prefix, endpoint, "/")
