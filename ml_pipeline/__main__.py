@@ -6,6 +6,7 @@ from ml_pipeline import config as stack_config
 from ml_pipeline.ingestion.component import ImageIngestion, ImageIngestionArgs, layer_zip
 from ml_pipeline.lake.data_lake import DataLake, DataLakeArgs
 from ml_pipeline.serving.deployment import ModelDeployment, ModelDeploymentArgs
+from ml_pipeline.serving.inference_api import InferenceApi, InferenceApiArgs
 from shared.alarm_topic import AlarmTopic, AlarmTopicArgs
 from shared.context import AwsContext
 from shared.contracts import ML_PIPELINE_PROJECT, GpuTrainingStack
@@ -85,6 +86,14 @@ deployment = ModelDeployment("serving", ModelDeploymentArgs(
     data_key_arn=data_key.arn, metadata_key_arn=metadata_key.arn, alarm_topic_arn=alarm_topic.arn,
     log_retention_days=cfg.log_retention_days, deletion_protection=cfg.deletion_protection,
 ))
+inference = InferenceApi("inference", InferenceApiArgs(
+    ctx=ctx, name_prefix=prefix, stage_name=cfg.stack, settings=cfg.serving, endpoint_name=deployment.endpoint_name,
+    endpoint_arn=deployment.endpoint_arn, versions_table_name=model_versions.name,
+    versions_table_arn=model_versions.arn, ab_table_name=deployment.ab_table.name, ab_table_arn=deployment.ab_table.arn,
+    state_machine_arn=deployment.state_machine.arn, data_key_arn=data_key.arn, metadata_key_arn=metadata_key.arn,
+    alarm_topic_arn=alarm_topic.arn, log_retention_days=cfg.log_retention_days,
+    deletion_protection=cfg.deletion_protection,
+))
 
 pulumi.export("raw_bucket_name", lake.raw.name)
 pulumi.export("raw_upload_prefix", cfg.ingest.raw_prefix)
@@ -101,3 +110,8 @@ pulumi.export("alarm_topic_arn", alarm_topic.arn)
 pulumi.export("endpoint_name", deployment.endpoint_name)
 pulumi.export("deployment_state_machine_arn", deployment.state_machine.arn)
 pulumi.export("ab_tests_table_name", deployment.ab_table.name)
+pulumi.export("inference_api_url", inference.url)
+pulumi.export("inference_api_key_id", inference.api_key.id)
+pulumi.export("predict_stream_name", inference.stream.name)
+pulumi.export("predictions_table_name", inference.results_table.name)
+pulumi.export("serving_operator_role_arn", inference.operator_role.arn)

@@ -47,6 +47,14 @@ ML_PIPELINE_EXPORTS = (
     "ingest_dead_letter_queue_url",
     "ingest_function_name",
     "alarm_topic_arn",
+    "endpoint_name",
+    "deployment_state_machine_arn",
+    "ab_tests_table_name",
+    "inference_api_url",
+    "inference_api_key_id",
+    "predict_stream_name",
+    "predictions_table_name",
+    "serving_operator_role_arn",
 )
 
 
@@ -115,3 +123,11 @@ class MlPipelineStack(_StackContract):
     ingest_dead_letter_queue_url: pulumi.Output[str] = _export("ingest_dead_letter_queue_url")
     ingest_function_name: pulumi.Output[str] = _export("ingest_function_name")
     alarm_topic_arn: pulumi.Output[str] = _export("alarm_topic_arn")
+    endpoint_name: pulumi.Output[str] = _export("endpoint_name")
+    deployment_state_machine_arn: pulumi.Output[str] = _export("deployment_state_machine_arn")
+    ab_tests_table_name: pulumi.Output[str] = _export("ab_tests_table_name")
+    inference_api_url: pulumi.Output[str] = _export("inference_api_url")
+    inference_api_key_id: pulumi.Output[str] = _export("inference_api_key_id")
+    predict_stream_name: pulumi.Output[str] = _export("predict_stream_name")
+    predictions_table_name: pulumi.Output[str] = _export("predictions_table_name")
+    serving_operator_role_arn: pulumi.Output[str] = _export("serving_operator_role_arn")
