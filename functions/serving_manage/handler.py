@@ -85,7 +85,8 @@ def _weight(body: dict, key: str) -> float:
     value = body.get(key)
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
         raise HttpError(400, f"{key} must be a number from 0 to 1")
-    return float(value)
+    # Four decimals: SageMaker's weights are relative, and DynamoDB numbers cannot hold 5e-324.
+    return round(float(value), 4)
 
 
 def current() -> dict:
@@ -143,7 +144,7 @@ def list_versions(model_name: str) -> dict:
 def start_ab_test(body: dict) -> dict:
     weight = _weight(body, "challenger_weight")
     if weight in (0, 1):
-        raise HttpError(400, "challenger_weight must be between 0 and 1 (exclusive) for an A/B test")
+        raise HttpError(400, "challenger_weight must be between 0 and 1 (exclusive, 4 decimals) for an A/B test")
     metric = body.get("metric", "accuracy")
     if not isinstance(metric, str) or not 1 <= len(metric) <= 64:
         raise HttpError(400, "metric must be a name of 1 to 64 characters")
