@@ -24,7 +24,7 @@ from shared.table import Table, TableArgs
 
 CACHE_SECONDS = 10
 # Instances per endpoint call from the consumer (the container takes a batch, contract 5).
-MAX_INSTANCES_PER_CALL = 32
+MAX_INSTANCES_PER_CALL = 64
 FAILURE_RETENTION_S = 14 * 24 * 3600
 ACCESS_LOG_FORMAT = json.dumps({
     "requestId": "$context.requestId", "ip": "$context.identity.sourceIp", "caller": "$context.identity.caller",

@@ -120,19 +120,29 @@ def test_an_input_the_model_rejects_is_the_callers_fault(predict):
     assert status == 422 and "rejected" in body["message"]
 
 
+def _data(payload) -> bytes:
+    """The prediction function's record layout: a JSON header line, then the instances' JSON array."""
+    if isinstance(payload, bytes):
+        return payload
+    header = {"request_id": payload["request_id"], "count": len(payload["instances"]), "received_at": 0}
+    if "variant" in payload:
+        header["variant"] = payload["variant"]
+    return (json.dumps(header) + "\n" + json.dumps(payload["instances"])).encode()
+
+
 def _records(*payloads):
-    return {"Records": [{"kinesis": {"sequenceNumber": str(100 + i),
-                                     "data": base64.b64encode(p if isinstance(p, bytes) else json.dumps(p).encode()).decode()}}
+    return {"Records": [{"kinesis": {"sequenceNumber": str(100 + i), "data": base64.b64encode(_data(p)).decode()}}
                         for i, p in enumerate(payloads)]}
 
 
 def test_one_poison_request_fails_alone_and_the_rest_are_written_from_one_call(consumer):
     runtime = consumer._clients["sagemaker-runtime"] = Runtime()
     event = _records({"request_id": "a", "instances": [IMAGE, IMAGE]}, {"request_id": "b", "instances": [POISON]},
-                     {"request_id": "c", "instances": [IMAGE]}, b"not json")
+                     {"request_id": "c", "instances": [IMAGE]}, b"not json",
+                     b'{"request_id": "d", "count": 1}\n"not an array"')
     assert consumer.handler(event, None) == {"batchItemFailures": []}
     written = consumer._clients["dynamodb"].written
-    assert {k: v["status"]["S"] for k, v in written.items()} == {"a": "done", "b": "failed", "c": "done"}
+    assert {k: v["status"]["S"] for k, v in written.items()} == {"a": "done", "b": "failed", "c": "done", "d": "failed"}
     assert len(json.loads(written["a"]["result"]["S"])["predictions"]) == 2
     assert runtime.calls[0] == 4, "the batch went to the endpoint as one call first"
 
