@@ -130,6 +130,10 @@ class ModelDeployment(pulumi.ComponentResource):
                  "ec2:DeleteNetworkInterfacePermission"],
                 [ctx.arn("ec2", "network-interface/*"), ctx.arn("ec2", "subnet/*"), ctx.arn("ec2", "security-group/*")],
                 sid="VpcInterfaces"))
+            execution_statements.append(iam.unscoped(
+                ["ec2:DescribeDhcpOptions", "ec2:DescribeNetworkInterfaces", "ec2:DescribeSecurityGroups",
+                 "ec2:DescribeSubnets", "ec2:DescribeVpcs"], sid="VpcDescribe",
+                why="EC2 Describe actions have no resource-level permissions"))
         aws.iam.RolePolicy(f"{name}-sagemaker-policy", role=self.execution_role.id,
                            policy=iam.document(execution_statements), opts=child)
 

@@ -48,3 +48,41 @@ def test_rollback_alarms_watch_each_variant_and_notify_the_topic(pipeline_plan):
         assert metrics["errors"]["metric"]["dimensions"] == {"EndpointName": "ml-pipeline-dev-image-classifier",
                                                              "VariantName": variant}
         assert errors["alarmActions"] == [pipeline_plan.outputs["alarm_topic_arn"]]
+
+
+# (resource type, name, recorded input path, botocore service, shape): values mocks accept and AWS may not.
+API_VALUES = [
+    ("aws:kinesis/stream:Stream", "inference-stream", "streamModeDetails.streamMode", "kinesis", "StreamMode"),
+    ("aws:kinesis/stream:Stream", "inference-stream", "encryptionType", "kinesis", "EncryptionType"),
+    ("aws:kinesis/stream:Stream", "inference-stream", "retentionPeriod", "kinesis", "RetentionPeriodHours"),
+    ("aws:lambda/eventSourceMapping:EventSourceMapping", "inference-consumer-mapping", "maximumRetryAttempts",
+     "lambda", "MaximumRetryAttemptsEventSourceMapping"),
+    ("aws:lambda/eventSourceMapping:EventSourceMapping", "inference-consumer-mapping", "maximumRecordAgeInSeconds",
+     "lambda", "MaximumRecordAgeInSeconds"),
+    ("aws:lambda/eventSourceMapping:EventSourceMapping", "inference-consumer-mapping", "batchSize", "lambda", "BatchSize"),
+    ("aws:lambda/eventSourceMapping:EventSourceMapping", "inference-consumer-mapping", "startingPosition",
+     "lambda", "EventSourcePosition"),
+    ("aws:apigateway/usagePlan:UsagePlan", "inference-usage-plan", "quotaSettings.period", "apigateway", "QuotaPeriodType"),
+    ("aws:apigateway/restApi:RestApi", "inference-api", "apiKeySource", "apigateway", "ApiKeySourceType"),
+    ("aws:apigateway/restApi:RestApi", "inference-api", "endpointConfiguration.types", "apigateway", "EndpointType"),
+    ("aws:sfn/stateMachine:StateMachine", "serving-workflow", "type", "stepfunctions", "StateMachineType"),
+    ("aws:cloudwatch/metricAlarm:MetricAlarm", "serving-champion-errors", "treatMissingData", None, None),
+]
+
+
+@pytest.mark.parametrize("token, name, path, service, shape_name", API_VALUES)
+def test_serving_settings_are_values_the_api_accepts(pipeline_plan, token, name, path, service, shape_name):
+    import botocore.session
+
+    value = pipeline_plan.one(token, name).inputs
+    for part in path.split("."):
+        value = value[part]
+    if service is None:  # CloudWatch takes treatMissingData as free text: the four documented words
+        assert value in ("breaching", "notBreaching", "ignore", "missing")
+        return
+    shape = botocore.session.get_session().get_service_model(service).shape_for(shape_name)
+    if getattr(shape, "enum", None):
+        assert value in shape.enum
+    else:
+        low, high = shape.metadata.get("min", float("-inf")), shape.metadata.get("max", float("inf"))
+        assert low <= value <= high, (value, low, high)
