@@ -137,3 +137,19 @@ def test_a_wrong_serving_setting_names_its_key(values, production, key):
 
 def test_production_defaults_to_two_instances_per_variant():
     assert fakes.settings(production=True).instance_count == 2 and fakes.settings().instance_count == 1
+
+
+def test_models_run_in_the_given_subnets_and_both_go_together():
+    base = dict(settings=fakes.settings(), name_prefix="p", endpoint_name="e", versions_table="v", ab_table="a",
+                image_uri="763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-inference:2.5.1-cpu-py311",
+                execution_role_arn="arn:aws:iam::123456789012:role/sagemaker", autoscaling_function_arn="f",
+                capture_s3_uri="s3://b/",
+                data_key_arn="k", volume_key_arn="k", rollback_alarm_names=("a",), region="us-east-1")
+    params = DeploymentParams(**base, subnet_ids=("subnet-0a1b2c3d", "subnet-0e1f2a3b"),
+                              security_group_ids=("sg-0a1b2c3d",))
+    model = definition(params)["States"]["CreateModel"]["Parameters"]
+    assert model["VpcConfig"] == {"Subnets": ["subnet-0a1b2c3d", "subnet-0e1f2a3b"], "SecurityGroupIds": ["sg-0a1b2c3d"]}
+    assert botocore_check.problems("sagemaker", "CreateModel", model) == []
+    assert "VpcConfig" not in definition(DeploymentParams(**base))["States"]["CreateModel"]["Parameters"]
+    with pytest.raises(ValueError, match="go together"):
+        DeploymentParams(**base, subnet_ids=("subnet-1",))
