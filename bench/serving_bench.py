@@ -184,7 +184,8 @@ CLIENTS = {"serving_predict": "sagemaker-runtime,dynamodb,kinesis", "serving_con
 
 
 def bench_cold_start(runs: int = 3) -> None:
-    print("\nCold start: import + client creation in a fresh interpreter (best of 3; target < 250 ms)")
+    print("\nCold start: import + every client the function may create, in a fresh interpreter (best of 3;")
+    print("target < 250 ms for the inference functions, predict and consumer; the others for reference)")
     print(f"{'function':22} {'import ms':>10} {'clients ms':>11} {'total ms':>9}")
     env = {**os.environ, **ENV, "PYTHONDONTWRITEBYTECODE": "1"}
     for folder, clients in CLIENTS.items():

@@ -51,7 +51,8 @@ def _client(name: str):
         # No retries inside botocore: the handler retries with its own budget and backoff.
         client = _clients[name] = boto3.client(name, config=Config(
             retries={"mode": "standard", "max_attempts": 1}, connect_timeout=2, read_timeout=25,
-            tcp_keepalive=True))
+            # The handler validates what it sends; botocore's second check costs a tenth of a request.
+            tcp_keepalive=True, parameter_validation=False))
     return client
 
 
