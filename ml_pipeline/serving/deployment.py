@@ -160,6 +160,13 @@ class ModelDeployment(pulumi.ComponentResource):
                 iam.allow(["sagemaker:DescribeEndpoint", "sagemaker:UpdateEndpointWeightsAndCapacities"],
                           [self.endpoint_arn], sid="Endpoint"),
                 iam.allow(["sagemaker:DescribeEndpointConfig"], [configs_arn], sid="EndpointConfigs"),
+                # Application Auto Scaling creates its service-linked role (an account singleton, never
+                # a stack's) on the first registration in an account, as the caller.
+                iam.allow(["iam:CreateServiceLinkedRole"], [pulumi.Output.concat(
+                    "arn:", ctx.partition, ":iam::", ctx.account_id, ":role/aws-service-role/",
+                    "sagemaker.application-autoscaling.amazonaws.com/AWSServiceRoleForApplicationAutoScaling_SageMakerEndpoint")],
+                    sid="ScalingServiceRole", conditions={"StringLike": {
+                        "iam:AWSServiceName": "sagemaker.application-autoscaling.amazonaws.com"}}),
                 iam.allow(["cloudwatch:DeleteAlarms", "cloudwatch:DescribeAlarms", "cloudwatch:PutMetricAlarm"],
                           [ctx.arn("cloudwatch", f"alarm:TargetTracking-endpoint/{endpoint}/*")],
                           sid="TargetTrackingAlarms"),
