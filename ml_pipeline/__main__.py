@@ -5,9 +5,12 @@ from ml_pipeline import config as stack_config
 from ml_pipeline import metric_names
 from ml_pipeline.ingestion.component import ImageIngestion, ImageIngestionArgs, layer_zip
 from ml_pipeline.lake.data_lake import DataLake, DataLakeArgs
-from shared import iam
-from ml_pipeline.observability.component import IngestTargets, Observability, ObservabilityArgs, TrainingTargets
+from ml_pipeline.observability.component import (ApiTargets, DriftSources, EndpointTargets, IngestTargets,
+                                                  Observability, ObservabilityArgs, TrainingTargets)
+from ml_pipeline.serving.deployment import ModelDeployment, ModelDeploymentArgs, state_machine_name
+from ml_pipeline.serving.inference_api import InferenceApi, InferenceApiArgs
 from ml_pipeline.training.component import TrainingWorkflow, TrainingWorkflowArgs
+from shared import iam
 from shared.alarm_topic import AlarmTopic, AlarmTopicArgs
 from shared.budget import StackBudget, StackBudgetArgs
 from shared.context import AwsContext
@@ -81,6 +84,7 @@ ingestion = ImageIngestion("ingest", ImageIngestionArgs(
 if cfg.budget.monthly_usd > 0:
     StackBudget("budget", StackBudgetArgs(budget_name=f"{prefix}-monthly", monthly_usd=cfg.budget.monthly_usd, tags=cfg.tags,
                                           emails=cfg.alarm_emails, actual_alert_percent=cfg.budget.actual_alert_percent))
+
 # Issue 9: the training workflow. gpu-training's experiments table when referenced (contract 9); its
 # subnets only when trainingNetwork is gpu-training (their S3 endpoint must then admit this stack's buckets).
 use_gpu_network = training is not None and cfg.training.network == "gpu-training"
@@ -95,6 +99,26 @@ training_workflow = TrainingWorkflow("training", TrainingWorkflowArgs(
     experiments_key_arn=training.kms_key_arn if training else None,
     subnet_ids=training.private_subnet_ids if use_gpu_network else None,
     security_group_id=training.security_group_id if use_gpu_network else None,
+    # Approved versions go to the deployment workflow below (named here: it reads this workflow's table).
+    deployment_state_machine_arn=ctx.arn("states", f"stateMachine:{state_machine_name(prefix)}"),
+))
+
+# Serving (issue 10): Pulumi owns the names, roles, tables, API and stream; the deployment workflow owns
+# the endpoint, its configs and its scalable targets.
+deployment = ModelDeployment("serving", ModelDeploymentArgs(
+    ctx=ctx, name_prefix=prefix, settings=cfg.serving, image_uri=training_workflow.inference_image_uri,
+    versions_table_name=training_workflow.versions_table.name, versions_table_arn=training_workflow.versions_table.arn,
+    artifacts_bucket_arn=lake.artifacts.arn, logs_bucket_name=lake.logs.name, logs_bucket_arn=lake.logs.arn,
+    data_key_arn=data_key.arn, metadata_key_arn=metadata_key.arn, alarm_topic_arn=alarm_topic.arn,
+    log_retention_days=cfg.log_retention_days, deletion_protection=cfg.deletion_protection,
+))
+inference = InferenceApi("inference", InferenceApiArgs(
+    ctx=ctx, name_prefix=prefix, stage_name=cfg.stack, settings=cfg.serving, endpoint_name=deployment.endpoint_name,
+    endpoint_arn=deployment.endpoint_arn, versions_table_name=training_workflow.versions_table.name,
+    versions_table_arn=training_workflow.versions_table.arn, ab_table_name=deployment.ab_table.name, ab_table_arn=deployment.ab_table.arn,
+    state_machine_arn=deployment.state_machine.arn, data_key_arn=data_key.arn, metadata_key_arn=metadata_key.arn,
+    alarm_topic_arn=alarm_topic.arn, log_retention_days=cfg.log_retention_days,
+    deletion_protection=cfg.deletion_protection,
 ))
 
 # Dashboards and alarms of what this stack holds; the serving, training and drift sections take the
@@ -107,6 +131,17 @@ observability = Observability("observability", ObservabilityArgs(
                          function_name=ingestion.function.name, log_group_name=ingestion.function.log_group.name),
     training=TrainingTargets(state_machine_arn=training_workflow.state_machine.arn, model_name=cfg.training.model_name,
                              functions={f"training-{role}": fn.name for role, fn in training_workflow.functions.items()}),
+    endpoint=EndpointTargets(endpoint_name=deployment.endpoint_name, extra_alarm_names=deployment.rollback_alarm_names),
+    api=ApiTargets(api_name=inference.rest_api.name, stage=inference.stage.stage_name, stream_name=inference.stream.name,
+                   consumer_function_name=inference.consumer.name, failure_queue_name=inference.failure_queue.name,
+                   functions={"predict": inference.predict.name, "manage": inference.manage.name}),
+    drift=DriftSources(
+        capture_bucket_name=lake.logs.name, capture_bucket_arn=lake.logs.arn, capture_prefix=deployment.capture_prefix,
+        snapshot_bucket_name=lake.artifacts.name, snapshot_bucket_arn=lake.artifacts.arn,
+        snapshot_prefix=training_workflow.snapshot_prefix, shard_bucket_arn=lake.processed.arn,
+        shard_prefix=cfg.ingest.shard_prefix, model_versions_table_name=training_workflow.versions_table.name,
+        model_versions_table_arn=training_workflow.versions_table.arn, model_versions_key_arn=metadata_key.arn,
+        layer_arn=image_layer.arn, architecture=cfg.ingest.architecture, target_size=cfg.ingest.training_image_size),
 ))
 
 pulumi.export("raw_bucket_name", lake.raw.name)
@@ -126,3 +161,11 @@ pulumi.export("model_versions_table_name", training_workflow.versions_table.name
 pulumi.export("experiments_table_name", training_workflow.experiments_table_name)
 pulumi.export("model_package_group_name", training_workflow.model_package_group_name)
 pulumi.export("sagemaker_execution_role_arn", training_workflow.execution_role_arn)
+pulumi.export("endpoint_name", deployment.endpoint_name)
+pulumi.export("deployment_state_machine_arn", deployment.state_machine.arn)
+pulumi.export("ab_tests_table_name", deployment.ab_table.name)
+pulumi.export("inference_api_url", inference.url)
+pulumi.export("inference_api_key_id", inference.api_key.id)
+pulumi.export("predict_stream_name", inference.stream.name)
+pulumi.export("predictions_table_name", inference.results_table.name)
+pulumi.export("serving_operator_role_arn", inference.operator_role.arn)

@@ -9,6 +9,7 @@ import pulumi
 from ml_pipeline.ingestion import settings as ingestion_settings
 from ml_pipeline.lake import settings as lake_settings
 from ml_pipeline.observability import settings as observability_settings
+from ml_pipeline.serving import settings as serving_settings
 from ml_pipeline.training import settings as training_settings
 from shared import budget as budget_settings
 from shared.config_reader import ConfigError, ConfigReader, check_region
@@ -31,6 +32,7 @@ class PipelineConfig:
     budget: budget_settings.BudgetSettings
     observability: observability_settings.ObservabilitySettings
     training: training_settings.TrainingSettings
+    serving: serving_settings.ServingSettings
 
 
 def load() -> PipelineConfig:
@@ -47,9 +49,10 @@ def load() -> PipelineConfig:
     training = training_settings.load(reader)
     reader.require(training.network != "gpu-training" or gpu_stack is not None, ["trainingNetwork", "gpuTrainingStack"],
                    "trainingNetwork gpu-training needs gpuTrainingStack set (its subnets come from that stack)")
+    tags = reader.stack_tags(ML_PIPELINE_PROJECT, stack)
     return PipelineConfig(
         stack=stack,
-        tags=reader.stack_tags(ML_PIPELINE_PROJECT, stack),
+        tags=tags,
         log_retention_days=reader.integer("logRetentionDays", 30, allowed=RETENTION_DAYS),
         deletion_protection=reader.boolean("deletionProtection", False),
         alarm_emails=tuple(reader.string_list("alarmEmails", [], item_check=lambda e: None if "@" in e
@@ -60,4 +63,5 @@ def load() -> PipelineConfig:
         budget=budget_settings.load_settings(reader),
         observability=observability_settings.load(reader),
         training=training,
+        serving=serving_settings.load(reader, production=tags.environment == "prod", model_name=training.model_name),
     )

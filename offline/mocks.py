@@ -140,6 +140,15 @@ class RecordingMocks(pulumi.runtime.Mocks):
             rid = state["arn"] = f"{state['layerArn']}:1"
         elif service == "ssm" and kind == "Parameter":
             rid, state["arn"] = inputs["name"], self._arn("ssm", f"parameter{inputs['name']}")
+        elif service == "sfn" and kind == "StateMachine":
+            rid = state["arn"] = self._arn("states", f"stateMachine:{phys}")
+        elif service == "apigateway" and kind == "RestApi":
+            rid = _short_hash(name, 10)
+            state.update(executionArn=self._arn("execute-api", rid), rootResourceId=_short_hash(name + "r", 10),
+                         arn=f"arn:aws:apigateway:{self.region}::/restapis/{rid}")
+        elif service == "apigateway" and kind in ("ApiKey", "UsagePlan", "Deployment"):
+            rid = _short_hash(name, 10)
+            state["arn"] = f"arn:aws:apigateway:{self.region}::/{kind.lower()}s/{rid}"
         elif service == "kinesis" and kind == "Stream":
             rid, state["name"], state["arn"] = phys, phys, self._arn("kinesis", f"stream/{phys}")
         elif service == "ec2" and kind in _EC2_ID_PREFIX:

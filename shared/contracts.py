@@ -63,6 +63,14 @@ ML_PIPELINE_EXPORTS = (
     "experiments_table_name",
     "model_package_group_name",
     "sagemaker_execution_role_arn",
+    "endpoint_name",
+    "deployment_state_machine_arn",
+    "ab_tests_table_name",
+    "inference_api_url",
+    "inference_api_key_id",
+    "predict_stream_name",
+    "predictions_table_name",
+    "serving_operator_role_arn",
 )
 
 
@@ -139,3 +147,11 @@ class MlPipelineStack(_StackContract):
     experiments_table_name: pulumi.Output[str] = _export("experiments_table_name")
     model_package_group_name: pulumi.Output[str] = _export("model_package_group_name")
     sagemaker_execution_role_arn: pulumi.Output[str] = _export("sagemaker_execution_role_arn")
+    endpoint_name: pulumi.Output[str] = _export("endpoint_name")
+    deployment_state_machine_arn: pulumi.Output[str] = _export("deployment_state_machine_arn")
+    ab_tests_table_name: pulumi.Output[str] = _export("ab_tests_table_name")
+    inference_api_url: pulumi.Output[str] = _export("inference_api_url")
+    inference_api_key_id: pulumi.Output[str] = _export("inference_api_key_id")
+    predict_stream_name: pulumi.Output[str] = _export("predict_stream_name")
+    predictions_table_name: pulumi.Output[str] = _export("predictions_table_name")
+    serving_operator_role_arn: pulumi.Output[str] = _export("serving_operator_role_arn")

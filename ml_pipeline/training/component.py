@@ -154,8 +154,11 @@ class TrainingWorkflow(pulumi.ComponentResource):
                 image_repository_arns=repository_arns))), opts=child)
         self.execution_role_arn = execution_role.arn
 
+        # The serving container every version is registered with, and the deployment serves it in.
+        self.inference_image_uri = inference_image.registry_path
         functions = self._functions(name, args, jobs, inference_image.registry_path, experiments_arn)
         self.functions: dict[str, PythonFunction] = functions  # by role: validate, snapshot, decide, register
+        self.snapshot_prefix = policies.SNAPSHOT_PREFIX  # in the artifacts bucket: <prefix><id>/snapshot.json
 
         log_group = encrypted_log_group(
             f"{name}-sfn-logs", log_group_name=f"/aws/vendedlogs/states/{prefix}-training",

@@ -98,9 +98,12 @@ def test_the_pipeline_dashboard_watches_every_function_and_the_workflow(all_bodi
 
 
 def test_the_stack_plan_has_the_pipeline_dashboard_of_what_it_holds(pipeline_plan):
-    [body] = bodies(pipeline_plan).values()
-    named = dashboard_metrics(body)
-    assert problems(named) == []
+    found = bodies(pipeline_plan)
+    # One dashboard per concern: pipeline, model (endpoint variants) and API + stream.
+    assert set(found) == {"ml-pipeline-dev-pipeline", "ml-pipeline-dev-model", "ml-pipeline-dev-api-stream"}
+    for each in found.values():
+        assert problems(dashboard_metrics(each)) == []
+    body = found["ml-pipeline-dev-pipeline"]
     titles = [w["properties"].get("title") for w in body["widgets"]]
     assert "Workflow runs by outcome" in titles  # the stack's training workflow
     values = json.dumps(body)

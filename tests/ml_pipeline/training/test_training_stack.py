@@ -98,7 +98,8 @@ def test_the_deployed_definition_uses_sync_jobs_and_the_stack_resources(pipeline
     assert keys == [pipeline_plan.outputs["metadata_kms_key_arn"], gpu_plan.outputs["kms_key_arn"]]
     assert states["RecordStart"]["Parameters"]["TableName"] == pipeline_plan.outputs["experiments_table_name"]
     assert not [r for r in pipeline_plan.of_type("aws:dynamodb/table:Table") if r.name == "training-experiments"]
-    assert "StartDeployment" not in states                      # no deployment workflow wired yet
+    # An approved version starts the serving deployment workflow, by its ARN (issue 10's hand-over).
+    assert states["StartDeployment"]["Parameters"]["StateMachineArn"] == pipeline_plan.outputs["deployment_state_machine_arn"]
 
 
 def test_the_isolated_subnets_have_no_route_out(pipeline_plan):

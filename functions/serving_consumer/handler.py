@@ -1,0 +1,190 @@
+"""Stream consumer: batches of async prediction requests -> the endpoint -> the results table.
+
+Records are grouped by target variant and sent in as few endpoint calls as the container accepts (it takes
+a batch of instances, contract 5); the predictions are split back per request and written with
+BatchWriteItem. A record that can never succeed (unparseable, or an input the model rejects) gets a
+``failed`` result and is not retried; what may succeed later (endpoint throttles or faults, unwritten
+results) is reported in ``batchItemFailures``, so Lambda retries from there (bisecting, capped retries and
+record age, then the on-failure queue): one poison record never blocks its shard.
+"""
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import os
+import time
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+logger = logging.getLogger()
+logger.setLevel(os.environ["LOG_LEVEL"])
+
+ENDPOINT_NAME = os.environ["ENDPOINT_NAME"]
+RESULTS_TABLE = os.environ["RESULTS_TABLE"]
+RESULT_TTL_SECONDS = int(os.environ["RESULT_TTL_SECONDS"])
+MAX_INSTANCES_PER_CALL = int(os.environ["MAX_INSTANCES_PER_CALL"])
+# SageMaker's real-time payload limit is 6 MB.
+MAX_PAYLOAD_BYTES = 5_500_000
+WRITE_BATCH = 25
+
+_clients: dict[str, object] = {}
+
+
+def _client(name: str):
+    client = _clients.get(name)
+    if client is None:
+        client = _clients[name] = boto3.client(name, config=Config(
+            retries={"mode": "standard", "max_attempts": 3}, connect_timeout=2, read_timeout=30, tcp_keepalive=True,
+            # The requests are built here, well-formed; validating 500 result items per batch costs a fifth of the CPU.
+            parameter_validation=False))
+    return client
+
+
+class Request:
+    __slots__ = ("sequence", "request_id", "instances", "count", "variant", "status", "result", "error", "retry")
+
+    def __init__(self, sequence: str):
+        self.sequence = sequence
+        self.request_id = None
+        self.instances = b""  # the JSON array's items, as text (``a","b``), never decoded here
+        self.count = 0
+        self.variant = None
+        self.status = "done"
+        self.result = None
+        self.error = None
+        self.retry = False
+
+
+def parse(record: dict) -> Request:
+    """A record is a JSON header line (request_id, count, variant) and the instances' JSON array (the
+    prediction function's ``stream_record``)."""
+    request = Request(record["kinesis"]["sequenceNumber"])
+    try:
+        data = base64.b64decode(record["kinesis"]["data"])
+        cut = data.index(b"\n")
+        header = json.loads(data[:cut])
+        array = data[cut + 1:].strip()
+        request.request_id, request.count, request.variant = header["request_id"], header["count"], header.get("variant")
+        if not isinstance(request.request_id, str) or not isinstance(request.count, int) or request.count < 1:
+            raise ValueError("request_id and a positive count are required")
+        if array[:1] != b"[" or array[-1:] != b"]":
+            raise ValueError("the instances are not a JSON array")
+        request.instances = array[1:-1]
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        request.status, request.error = "failed", f"unreadable request: {exc}"
+    return request
+
+
+def _chunks(requests: list[Request]):
+    """Consecutive requests whose instances fit one endpoint call."""
+    chunk, count, size = [], 0, 0
+    for request in requests:
+        need, weight = request.count, len(request.instances)
+        if chunk and (count + need > MAX_INSTANCES_PER_CALL or size + weight > MAX_PAYLOAD_BYTES):
+            yield chunk
+            chunk, count, size = [], 0, 0
+        chunk.append(request)
+        count += need
+        size += weight
+    if chunk:
+        yield chunk
+
+
+def _invoke(chunk: list[Request], variant: str | None) -> tuple[list, str]:
+    kwargs = {"EndpointName": ENDPOINT_NAME, "ContentType": "application/json", "Accept": "application/json",
+              "Body": b'{"instances":[' + b",".join(r.instances for r in chunk) + b"]}"}
+    if variant:
+        kwargs["TargetVariant"] = variant
+    answer = _client("sagemaker-runtime").invoke_endpoint(**kwargs)
+    predictions = json.loads(answer["Body"].read())["predictions"]
+    expected = sum(r.count for r in chunk)
+    if len(predictions) != expected:
+        raise ValueError(f"{len(predictions)} predictions for {expected} instances")
+    return predictions, answer.get("InvokedProductionVariant", variant or "")
+
+
+def _rejected(exc: ClientError) -> bool:
+    return exc.response["Error"].get("Code") == "ModelError" and 400 <= int(exc.response.get("OriginalStatusCode") or 0) < 500
+
+
+def predict(chunk: list[Request], variant: str | None) -> None:
+    try:
+        predictions, served_by = _invoke(chunk, variant)
+    except ClientError as exc:
+        if _rejected(exc) and len(chunk) > 1:
+            # One request's input spoils the batch: ask per request to find it.
+            for request in chunk:
+                predict([request], variant)
+            return
+        for request in chunk:
+            if _rejected(exc):
+                request.status, request.error = "failed", f"the model rejected the input: {exc.response['Error'].get('Message', '')[:300]}"
+            else:
+                request.retry = True
+        return
+    except (BotoCoreError, ValueError, KeyError) as exc:
+        logger.warning("endpoint call failed", extra={"error": str(exc), "requests": len(chunk)})
+        for request in chunk:
+            request.retry = True
+        return
+    start = 0
+    for request in chunk:
+        end = start + request.count
+        request.result = {"predictions": predictions[start:end], "variant": served_by}
+        start = end
+
+
+def write(requests: list[Request], now: int) -> None:
+    items = []
+    for r in requests:
+        # Four attributes at most: botocore's serialization per attribute is most of a write's CPU.
+        item = {"request_id": {"S": r.request_id}, "status": {"S": r.status},
+                "expires_at": {"N": str(now + RESULT_TTL_SECONDS)}}
+        if r.result is not None:
+            item["result"] = {"S": json.dumps(r.result, separators=(",", ":"))}
+        if r.error:
+            item["error"] = {"S": r.error}
+        items.append((r, {"PutRequest": {"Item": item}}))
+    dynamodb = _client("dynamodb")
+    for start in range(0, len(items), WRITE_BATCH):
+        batch = items[start:start + WRITE_BATCH]
+        pending = [put for _, put in batch]
+        for attempt in range(4):
+            try:
+                pending = dynamodb.batch_write_item(RequestItems={RESULTS_TABLE: pending}).get(
+                    "UnprocessedItems", {}).get(RESULTS_TABLE, [])
+            except (ClientError, BotoCoreError) as exc:
+                logger.warning("result write failed", extra={"error": str(exc)})
+            if not pending:
+                break
+            time.sleep(0.05 * 2 ** attempt)
+        if pending:
+            unwritten = {p["PutRequest"]["Item"]["request_id"]["S"] for p in pending}
+            for request, _ in batch:
+                if request.request_id in unwritten:
+                    request.retry = True
+
+
+def handler(event: dict, context) -> dict:
+    requests = [parse(r) for r in event.get("Records", [])]
+    readable = [r for r in requests if r.status != "failed"]
+    by_variant: dict = {}
+    for request in readable:
+        by_variant.setdefault(request.variant, []).append(request)
+    for variant, group in by_variant.items():
+        for chunk in _chunks(group):
+            predict(chunk, variant)
+    now = int(time.time())
+    writable = [r for r in requests if r.request_id and not r.retry]
+    write(writable, now)
+    unreadable = [r for r in requests if not r.request_id]
+    if unreadable:
+        # Nothing to write them under: logged with their position and dropped (retrying cannot help).
+        logger.error("unreadable records skipped", extra={"sequence_numbers": [r.sequence for r in unreadable]})
+    failures = [{"itemIdentifier": r.sequence} for r in requests if r.retry]
+    if failures:
+        logger.warning("records to retry", extra={"count": len(failures), "of": len(requests)})
+    return {"batchItemFailures": failures}

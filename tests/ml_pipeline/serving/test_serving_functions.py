@@ -1,0 +1,162 @@
+"""The prediction and consumer functions' failure handling, with the endpoint replaced by a scripted stub.
+
+GIVEN an endpoint that throttles, fails or rejects one input, WHEN a request or a batch arrives, THEN the
+sync path retries inside its budget and answers 503/502/422 with the reason, and the consumer reports
+only what may succeed later in batchItemFailures.
+"""
+from __future__ import annotations
+
+import base64
+import io
+import json
+
+import pytest
+from botocore.exceptions import ClientError
+
+from tests.ml_pipeline.serving import fakes
+from tests.ml_pipeline.serving.test_inference_api import IMAGE, PREDICT_ENV
+
+CONSUMER_ENV = {"LOG_LEVEL": "INFO", "ENDPOINT_NAME": "e", "RESULTS_TABLE": "predictions",
+                "RESULT_TTL_SECONDS": "3600", "MAX_INSTANCES_PER_CALL": "32"}
+POISON = base64.b64encode(b"poison").decode()
+
+
+def _error(code: str, status: int = 400, original: int | None = None) -> ClientError:
+    response = {"Error": {"Code": code, "Message": f"{code} happened"}, "ResponseMetadata": {"HTTPStatusCode": status}}
+    if original:
+        response["OriginalStatusCode"] = original
+    return ClientError(response, "InvokeEndpoint")
+
+
+class Runtime:
+    """invoke_endpoint scripted by a list of errors to raise first; then one prediction per instance,
+    refusing any batch that holds POISON (as a container refuses an undecodable image)."""
+
+    def __init__(self, errors=()):
+        self.errors = list(errors)
+        self.calls = []
+
+    def invoke_endpoint(self, **kwargs):
+        instances = json.loads(kwargs["Body"])["instances"]
+        self.calls.append(len(instances))
+        if self.errors:
+            raise self.errors.pop(0)
+        if POISON in instances:
+            raise _error("ModelError", 424, original=400)
+        body = {"predictions": [{"label": "cat", "probability": 0.9} for _ in instances]}
+        return {"Body": io.BytesIO(json.dumps(body).encode()), "InvokedProductionVariant": kwargs.get("TargetVariant", "champion")}
+
+
+class Dynamo:
+    def __init__(self):
+        self.written = {}
+
+    def batch_write_item(self, RequestItems):
+        for put in RequestItems["predictions"]:
+            item = put["PutRequest"]["Item"]
+            self.written[item["request_id"]["S"]] = item
+        return {"UnprocessedItems": {}}
+
+    def get_item(self, **kwargs):
+        return {"Item": {"champion_version": {"N": "3"}, "challenger_version": {"N": "4"}}}
+
+
+class Budget:
+    def __init__(self, ms):
+        self.ms = ms
+
+    def get_remaining_time_in_millis(self):
+        return self.ms
+
+
+@pytest.fixture
+def predict(monkeypatch):
+    module = fakes.load_function("serving_predict", PREDICT_ENV, monkeypatch)
+    monkeypatch.setattr(module.time, "sleep", lambda s: None)
+    module._clients["dynamodb"] = Dynamo()
+    return module
+
+
+@pytest.fixture
+def consumer(monkeypatch):
+    module = fakes.load_function("serving_consumer", CONSUMER_ENV, monkeypatch)
+    monkeypatch.setattr(module.time, "sleep", lambda s: None)
+    module._clients["dynamodb"] = Dynamo()
+    return module
+
+
+def _predict(module, budget_ms=3000, body=None):
+    event = {"httpMethod": "POST", "resource": "/predict", "body": json.dumps(body or {"instances": [IMAGE]})}
+    result = module.handler(event, Budget(budget_ms))
+    return result["statusCode"], json.loads(result["body"])
+
+
+def test_a_throttle_is_retried_and_then_served(predict):
+    runtime = predict._clients["sagemaker-runtime"] = Runtime([_error("ThrottlingException"), _error("ThrottlingException")])
+    status, body = _predict(predict)
+    assert status == 200 and runtime.calls == [1, 1, 1] and body["model_version"] == 3
+
+
+@pytest.mark.parametrize("code, http, original, expected, reason", [
+    ("ThrottlingException", 400, None, 503, "throttling"),
+    ("ModelNotReadyException", 429, None, 503, "unavailable"),
+    ("ModelError", 424, 500, 502, "the model failed"),
+])
+def test_persistent_endpoint_trouble_answers_502_or_503_with_the_reason(predict, code, http, original, expected, reason):
+    predict._clients["sagemaker-runtime"] = Runtime([_error(code, http, original)] * 10)
+    status, body = _predict(predict)
+    assert status == expected and reason in body["message"] and "attempts" in body["message"]
+
+
+def test_retries_stop_at_the_time_budget(predict, monkeypatch):
+    runtime = predict._clients["sagemaker-runtime"] = Runtime([_error("ThrottlingException")] * 10)
+    status, _ = _predict(predict, budget_ms=310)  # 10 ms left after the response margin: no room to retry
+    assert status == 503 and runtime.calls == [1]
+
+
+def test_an_input_the_model_rejects_is_the_callers_fault(predict):
+    predict._clients["sagemaker-runtime"] = Runtime()
+    status, body = _predict(predict, body={"instances": [POISON]})
+    assert status == 422 and "rejected" in body["message"]
+
+
+def _data(payload) -> bytes:
+    """The prediction function's record layout: a JSON header line, then the instances' JSON array."""
+    if isinstance(payload, bytes):
+        return payload
+    header = {"request_id": payload["request_id"], "count": len(payload["instances"]), "received_at": 0}
+    if "variant" in payload:
+        header["variant"] = payload["variant"]
+    return (json.dumps(header) + "\n" + json.dumps(payload["instances"])).encode()
+
+
+def _records(*payloads):
+    return {"Records": [{"kinesis": {"sequenceNumber": str(100 + i), "data": base64.b64encode(_data(p)).decode()}}
+                        for i, p in enumerate(payloads)]}
+
+
+def test_one_poison_request_fails_alone_and_the_rest_are_written_from_one_call(consumer):
+    runtime = consumer._clients["sagemaker-runtime"] = Runtime()
+    event = _records({"request_id": "a", "instances": [IMAGE, IMAGE]}, {"request_id": "b", "instances": [POISON]},
+                     {"request_id": "c", "instances": [IMAGE]}, b"not json",
+                     b'{"request_id": "d", "count": 1}\n"not an array"')
+    assert consumer.handler(event, None) == {"batchItemFailures": []}
+    written = consumer._clients["dynamodb"].written
+    assert {k: v["status"]["S"] for k, v in written.items()} == {"a": "done", "b": "failed", "c": "done", "d": "failed"}
+    assert len(json.loads(written["a"]["result"]["S"])["predictions"]) == 2
+    assert runtime.calls[0] == 4, "the batch went to the endpoint as one call first"
+
+
+def test_a_throttled_endpoint_reports_the_batch_for_retry_and_writes_nothing(consumer):
+    consumer._clients["sagemaker-runtime"] = Runtime([_error("ThrottlingException")])
+    event = _records({"request_id": "a", "instances": [IMAGE]}, {"request_id": "b", "instances": [IMAGE]})
+    assert consumer.handler(event, None) == {"batchItemFailures": [{"itemIdentifier": "100"}, {"itemIdentifier": "101"}]}
+    assert consumer._clients["dynamodb"].written == {}
+
+
+def test_requests_for_different_variants_go_in_separate_calls(consumer):
+    runtime = consumer._clients["sagemaker-runtime"] = Runtime()
+    event = _records({"request_id": "a", "instances": [IMAGE]}, {"request_id": "b", "instances": [IMAGE], "variant": "challenger"})
+    consumer.handler(event, None)
+    results = {k: json.loads(v["result"]["S"])["variant"] for k, v in consumer._clients["dynamodb"].written.items()}
+    assert results == {"a": "champion", "b": "challenger"} and runtime.calls == [1, 1]

@@ -1,0 +1,88 @@
+"""The serving resources in the ml-pipeline plan: each function gets exactly the variables it requires,
+the state machine's role reaches what its tasks call, the endpoint itself is left to the workflow."""
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from shared.lambda_function import function_source
+
+FUNCTIONS = {"serving-autoscaling": "serving_autoscaling", "inference-predict": "serving_predict",
+             "inference-consumer": "serving_consumer", "inference-manage": "serving_manage"}
+
+
+@pytest.mark.parametrize("resource, folder", sorted(FUNCTIONS.items()))
+def test_each_function_requires_exactly_the_variables_the_stack_sets(pipeline_plan, resource, folder):
+    env = pipeline_plan.one("aws:lambda/function:Function", resource).inputs["environment"]["variables"]
+    source = (function_source(folder) / "handler.py").read_text()
+    required = re.findall(r'os\.environ\["([A-Z_]+)"\]', source)
+    assert sorted(required) == sorted(env), "every variable set is required, and named once"
+
+
+def test_pulumi_leaves_the_endpoint_its_configs_and_scalable_targets_to_the_workflow(pipeline_plan):
+    owned = {r.type for r in pipeline_plan.resources}
+    assert not owned & {"aws:sagemaker/endpoint:Endpoint", "aws:sagemaker/endpointConfiguration:EndpointConfiguration",
+                        "aws:sagemaker/model:Model", "aws:appautoscaling/target:Target",
+                        "aws:appautoscaling/policy:Policy"}
+    assert pipeline_plan.outputs["endpoint_name"] == "ml-pipeline-dev-image-classifier"
+
+
+def test_the_workflow_role_can_do_what_its_tasks_call_and_pass_only_the_execution_role(pipeline_plan):
+    policy = json.loads(pipeline_plan.one("aws:iam/rolePolicy:RolePolicy", "serving-workflow-policy").inputs["policy"])
+    actions = {a for s in policy["Statement"] for a in s["Action"]}
+    assert {"sagemaker:CreateModel", "sagemaker:CreateEndpointConfig", "sagemaker:CreateEndpoint",
+            "sagemaker:UpdateEndpoint", "sagemaker:DescribeEndpoint", "dynamodb:GetItem", "dynamodb:PutItem",
+            "dynamodb:UpdateItem", "lambda:InvokeFunction"} <= actions
+    passing = [s for s in policy["Statement"] if s["Action"] == ["iam:PassRole"]][0]
+    role = pipeline_plan.one("aws:iam/role:Role", "serving-sagemaker-role")
+    assert passing["Resource"] == [role.state["arn"]]
+    assert passing["Condition"] == {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}
+
+
+def test_rollback_alarms_watch_each_variant_and_notify_the_topic(pipeline_plan):
+    for variant in ("champion", "challenger"):
+        errors = pipeline_plan.one("aws:cloudwatch/metricAlarm:MetricAlarm", f"serving-{variant}-errors").inputs
+        metrics = {q["id"]: q for q in errors["metricQueries"]}
+        assert metrics["errors"]["metric"]["dimensions"] == {"EndpointName": "ml-pipeline-dev-image-classifier",
+                                                             "VariantName": variant}
+        assert errors["alarmActions"] == [pipeline_plan.outputs["alarm_topic_arn"]]
+
+
+# (resource type, name, recorded input path, botocore service, shape): values mocks accept and AWS may not.
+API_VALUES = [
+    ("aws:kinesis/stream:Stream", "inference-stream", "streamModeDetails.streamMode", "kinesis", "StreamMode"),
+    ("aws:kinesis/stream:Stream", "inference-stream", "encryptionType", "kinesis", "EncryptionType"),
+    ("aws:kinesis/stream:Stream", "inference-stream", "retentionPeriod", "kinesis", "RetentionPeriodHours"),
+    ("aws:lambda/eventSourceMapping:EventSourceMapping", "inference-consumer-mapping", "maximumRetryAttempts",
+     "lambda", "MaximumRetryAttemptsEventSourceMapping"),
+    ("aws:lambda/eventSourceMapping:EventSourceMapping", "inference-consumer-mapping", "maximumRecordAgeInSeconds",
+     "lambda", "MaximumRecordAgeInSeconds"),
+    ("aws:lambda/eventSourceMapping:EventSourceMapping", "inference-consumer-mapping", "batchSize", "lambda", "BatchSize"),
+    ("aws:lambda/eventSourceMapping:EventSourceMapping", "inference-consumer-mapping", "startingPosition",
+     "lambda", "EventSourcePosition"),
+    ("aws:apigateway/usagePlan:UsagePlan", "inference-usage-plan", "quotaSettings.period", "apigateway", "QuotaPeriodType"),
+    ("aws:apigateway/restApi:RestApi", "inference-api", "apiKeySource", "apigateway", "ApiKeySourceType"),
+    ("aws:apigateway/restApi:RestApi", "inference-api", "endpointConfiguration.types", "apigateway", "EndpointType"),
+    ("aws:sfn/stateMachine:StateMachine", "serving-workflow", "type", "stepfunctions", "StateMachineType"),
+    ("aws:cloudwatch/metricAlarm:MetricAlarm", "serving-champion-errors", "treatMissingData", None, None),
+]
+
+
+@pytest.mark.parametrize("token, name, path, service, shape_name", API_VALUES)
+def test_serving_settings_are_values_the_api_accepts(pipeline_plan, token, name, path, service, shape_name):
+    import botocore.session
+
+    value = pipeline_plan.one(token, name).inputs
+    for part in path.split("."):
+        value = value[part]
+    if service is None:  # CloudWatch takes treatMissingData as free text: the four documented words
+        assert value in ("breaching", "notBreaching", "ignore", "missing")
+        return
+    shape = botocore.session.get_session().get_service_model(service).shape_for(shape_name)
+    if getattr(shape, "enum", None):
+        assert value in shape.enum
+    else:
+        low, high = shape.metadata.get("min", float("-inf")), shape.metadata.get("max", float("inf"))
+        assert low <= value <= high, (value, low, high)
