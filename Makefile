@@ -11,7 +11,7 @@ LAYER  := build/layers/image_ingest-$(ARCH).zip
 # without one the layer ships sources only (tools/build_layer.sh).
 PYC_PYTHON ?= $(firstword $(wildcard /usr/bin/python3.12 /root/.pyenv/versions/3.12*/bin/python3.12))
 
-.PHONY: venv venv-dev plan plan-json test layer bench clean
+.PHONY: venv venv-dev plan plan-json test layer bench diagrams docs clean
 
 venv: $(VENV)/.runtime
 venv-dev: $(VENV)/.dev
@@ -45,6 +45,15 @@ test: venv-dev layer
 
 bench: venv-dev
 	$(PY) bench/ingest_bench.py
+	$(PY) bench/serving_bench.py
+
+# Each stack's resources by component (docs/diagrams/; needs Graphviz: apt-get install graphviz), and the
+# README's config-limits tables; tests fail when either is stale.
+diagrams: venv-dev layer
+	$(PY) tools/diagram.py
+
+docs: venv layer diagrams
+	$(PY) -m offline.config_docs --write
 
 clean:
 	rm -rf $(VENV) build .pytest_cache

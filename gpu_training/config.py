@@ -147,7 +147,7 @@ def load() -> GpuTrainingConfig:
         pulumi.log.warn(warning)
     checkpoint_dir = reader.string("checkpointDir", "/opt/ml/checkpoints", check=lambda v: v.startswith("/"),
                                    expected="an absolute path")
-    checkpoint_hook = reader.string("checkpointHook", "")
+    checkpoint_hook = reader.string("checkpointHook", "", expected="shell run before a checkpoint sync, at most 512 characters")
     hook_problem = check_checkpoint_hook(checkpoint_hook)
     if hook_problem:
         raise reader.error("checkpointHook", hook_problem)

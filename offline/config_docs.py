@@ -25,6 +25,8 @@ _BLOCK = re.compile(r"(<!-- config-limits:(?P<project>[\w-]+):start -->\n)(?P<bo
 def _default(spec: KeySpec) -> str:
     if spec.default is None or spec.default == "" or spec.default == [] or spec.default == {}:
         return "unset" if spec.kind != "rule" else ""
+    if isinstance(spec.default, float) and spec.default.is_integer():
+        return str(int(spec.default))
     if isinstance(spec.default, bool):
         return str(spec.default).lower()
     if isinstance(spec.default, (list, dict)):
@@ -48,7 +50,7 @@ def table(specs: dict[str, KeySpec]) -> str:
     rows = ["| key | type | default | accepted |", "|---|---|---|---|"]
     for spec in sorted((s for s in specs.values() if s.kind != "rule"), key=lambda s: s.key):
         rows.append(f"| `{spec.key}` | {spec.kind} | {_default(spec)} | {spec.limits} |".replace("  ", " "))
-    rules = sorted(s for s in specs.values() if s.kind == "rule")
+    rules = sorted((s for s in specs.values() if s.kind == "rule"), key=lambda s: s.key)
     if rules:
         rows.append("")
         rows.append("Rules between keys:")

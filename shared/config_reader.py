@@ -40,6 +40,7 @@ OBSERVERS: list[Callable[[KeySpec], None]] = []
 
 
 def _range(minimum: Any, maximum: Any) -> str:
+    minimum, maximum = (int(v) if isinstance(v, float) and v.is_integer() else v for v in (minimum, maximum))
     if minimum is not None and maximum is not None:
         return f"{minimum}–{maximum}"
     if minimum is not None:
@@ -234,7 +235,8 @@ class ConfigReader:
         """A ``*BucketName`` key: the configured name (``{account}``/``{region}`` allowed) checked for the
         longest account and region, or None when unset, after checking that ``default_template`` (the
         name the program would use instead) fits."""
-        value = self.optional_string(name)
+        value = self.optional_string(name, expected="an S3 bucket name ({account} and {region} allowed) that fits 63 "
+                                                    "characters with a 12-digit account and the longest region")
         if value is not None:
             problem = check_bucket_name(value)
             if problem:

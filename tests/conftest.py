@@ -22,7 +22,9 @@ for _name in ("AWS_PROFILE", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"):
     os.environ.pop(_name, None)
 asyncio.set_event_loop(asyncio.new_event_loop())
 
-GPU_STACK_REF = "organization/gpu-training/dev"
+# The form users write (<org>/gpu-training/<stack>); the mocks answer it from the planned gpu-training
+# stack's outputs, keyed "<project>/<stack>" as the offline plan keys them, whatever the organization.
+GPU_STACK_REF = "my-org/gpu-training/dev"
 
 
 @pytest.fixture
@@ -46,7 +48,14 @@ def gpu_plan(projects) -> runner.Plan:
 def pipeline_plan(projects, gpu_plan) -> runner.Plan:
     return runner.run(projects["ml-pipeline"], "dev",
                       config_overrides={"ml-pipeline:gpuTrainingStack": GPU_STACK_REF},
-                      stack_outputs={GPU_STACK_REF: gpu_plan.outputs})
+                      stack_outputs={"gpu-training/dev": gpu_plan.outputs})
+
+
+@pytest.fixture(scope="session")
+def prod_plans(projects) -> tuple[runner.Plan, runner.Plan]:
+    """Both prod stack files, planned once (gpu-training first, its outputs answer the pipeline's reference)."""
+    gpu = runner.run(projects["gpu-training"], "prod")
+    return gpu, runner.run(projects["ml-pipeline"], "prod", stack_outputs={"gpu-training/prod": gpu.outputs})
 
 
 @pytest.fixture(scope="session")

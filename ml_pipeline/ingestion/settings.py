@@ -46,22 +46,22 @@ def load(reader: ConfigReader) -> IngestSettings:
     timeout = reader.integer("ingestTimeoutSeconds", 90, minimum=10, maximum=900)
     batch_size = reader.integer("ingestBatchSize", 50, minimum=1, maximum=10000)
     window = reader.integer("ingestBatchWindowSeconds", 5, minimum=0, maximum=300)
-    if batch_size > 10 and window == 0:
-        # AWS rejects an SQS event source mapping with a batch over 10 and no batching window.
-        raise ConfigError(f"config {reader.key('ingestBatchWindowSeconds')}: must be >= 1 when "
-                          f"{reader.key('ingestBatchSize')} is over 10 (got batch {batch_size}, window 0)")
+    # AWS rejects an SQS event source mapping with a batch over 10 and no batching window.
+    reader.require(batch_size <= 10 or window >= 1, ["ingestBatchWindowSeconds", "ingestBatchSize"],
+                   "ingestBatchWindowSeconds must be >= 1 when ingestBatchSize is over 10",
+                   f"batch {batch_size}, window {window}")
     reserved = reader.integer("ingestReservedConcurrency", 0, minimum=0, maximum=1000)
     max_concurrency = reader.integer("ingestMaxConcurrency", 20, minimum=2, maximum=1000)
-    if reserved and reserved < max_concurrency:
-        raise ConfigError(f"config {reader.key('ingestReservedConcurrency')}: must be 0 (unset) or >= "
-                          f"{reader.key('ingestMaxConcurrency')} ({max_concurrency}), or SQS batches get throttled")
+    reader.require(not reserved or reserved >= max_concurrency, ["ingestReservedConcurrency", "ingestMaxConcurrency"],
+                   "ingestReservedConcurrency must be 0 (unset) or >= ingestMaxConcurrency, or SQS batches get "
+                   "throttled", f"{reserved} and {max_concurrency}")
     prefix_rule = dict(check=_prefix_ok, expected="a key prefix ending in / without a leading /")
     raw_prefix = reader.string("rawPrefix", "incoming/", **prefix_rule)
     quarantine_prefix = reader.string("quarantinePrefix", "quarantine/", **prefix_rule)
-    if quarantine_prefix.startswith(raw_prefix) or raw_prefix.startswith(quarantine_prefix):
-        # A quarantined copy under the ingest prefix would be ingested again, forever.
-        raise ConfigError(f"config {reader.key('quarantinePrefix')}: must not overlap {reader.key('rawPrefix')} "
-                          f"({quarantine_prefix!r} vs {raw_prefix!r})")
+    # A quarantined copy under the ingest prefix would be ingested again, forever.
+    reader.require(not (quarantine_prefix.startswith(raw_prefix) or raw_prefix.startswith(quarantine_prefix)),
+                   ["quarantinePrefix", "rawPrefix"], "quarantinePrefix must not overlap rawPrefix",
+                   f"{quarantine_prefix!r} and {raw_prefix!r}")
     memory_mb = reader.integer("ingestMemoryMb", 2048, minimum=512, maximum=10240)
     max_megapixels = reader.integer("maxImageMegapixels", 60, minimum=1, maximum=200)
     needed = _budget.max_image_cost(max_megapixels * 1_000_000)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from shared.config_reader import ConfigError, ConfigReader
+from shared.config_reader import ConfigReader
 
 
 @dataclass(frozen=True)
@@ -29,15 +29,15 @@ def load(reader: ConfigReader, name_prefix: str) -> LakeSettings:
     raw_ia = reader.integer("rawInfrequentAccessDays", 30, minimum=30, maximum=3650)
     raw_glacier = reader.integer("rawGlacierDays", 90, minimum=31, maximum=3650)
     raw_retention = reader.integer("rawRetentionDays", 365, minimum=1, maximum=36500)
-    if not raw_ia < raw_glacier < raw_retention:
-        raise ConfigError(f"config {reader.key('rawInfrequentAccessDays')} < {reader.key('rawGlacierDays')} < "
-                          f"{reader.key('rawRetentionDays')} must hold; got {raw_ia}, {raw_glacier}, {raw_retention}")
-    if raw_glacier < raw_ia + 30:
-        # S3 rejects a lifecycle rule that moves objects on from Standard-IA less than 30 days after
-        # moving them there (Standard-IA's minimum storage duration).
-        raise ConfigError(f"config {reader.key('rawGlacierDays')} must be at least {reader.key('rawInfrequentAccessDays')} "
-                          f"+ 30 (S3 keeps objects 30 days in Standard-IA before the next transition); "
-                          f"got {raw_glacier} and {raw_ia}")
+    reader.require(raw_ia < raw_glacier < raw_retention,
+                   ["rawInfrequentAccessDays", "rawGlacierDays", "rawRetentionDays"],
+                   "rawInfrequentAccessDays < rawGlacierDays < rawRetentionDays must hold",
+                   f"{raw_ia}, {raw_glacier}, {raw_retention}")
+    # S3 rejects a lifecycle rule that moves objects on from Standard-IA less than 30 days after moving them
+    # there (Standard-IA's minimum storage duration).
+    reader.require(raw_glacier >= raw_ia + 30, ["rawGlacierDays", "rawInfrequentAccessDays"],
+                   "rawGlacierDays must be at least rawInfrequentAccessDays + 30 (S3 keeps objects 30 days in "
+                   "Standard-IA before the next transition)", f"{raw_glacier} and {raw_ia}")
     return LakeSettings(
         raw_bucket_name=bucket("rawBucketName", "raw"),
         processed_bucket_name=bucket("processedBucketName", "processed"),

@@ -71,7 +71,7 @@ def test_a_foreign_role_from_the_stack_reference_stops_the_program_and_the_plan_
     outputs = {key: "unused" for key in GPU_TRAINING_EXPORTS}
     outputs["instance_role_arn"] = "arn:aws:iam::999999999999:role/someone-elses"
     plan = runner.run(projects["ml-pipeline"], "dev", config_overrides={"ml-pipeline:gpuTrainingStack": GPU_STACK_REF},
-                      stack_outputs={GPU_STACK_REF: outputs}, raise_errors=False)
+                      stack_outputs={"gpu-training/dev": outputs}, raise_errors=False)
     assert plan.error and "ml-pipeline:gpuTrainingStack" in plan.error
     assert "'arn:aws:iam::999999999999:role/someone-elses' is not an IAM role of account 123456789012" in plan.error
     assert "NOT PLANNED" in offline_plan.render_text(plan) and "someone-elses" in offline_plan.render_text(plan)

@@ -53,9 +53,8 @@ def test_the_archive_hash_is_stable_between_runs_and_follows_the_content(tmp_pat
     assert "object at 0x" not in json.dumps(first)
 
 
-def test_text_plan_groups_resources_under_their_component(capsys):
-    code, out, _ = _main(capsys, "--stack", "dev", "ml-pipeline")
-    assert code == 0
+def test_text_plan_groups_resources_under_their_component(pipeline_plan):
+    out = offline_plan.render_text(pipeline_plan)
     lines = out.splitlines()
     header = lines.index("  [mlplatform:ingestion:ImageIngestion] ingest")
     # The ingest queue is listed inside the component, indented one level deeper than its header.
@@ -85,14 +84,12 @@ def test_set_rejects_a_key_of_a_project_not_being_planned(capsys):
     assert code == 2 and "ml-pipeline is not being planned" in err
 
 
-def test_any_org_of_the_planned_gpu_training_stack_resolves(capsys):
-    code, out, _ = _main(capsys, "--stack", "dev", "--json", "--set",
-                         "ml-pipeline:gpuTrainingStack=my-org/gpu-training/dev", "gpu-training", "ml-pipeline")
-    assert code == 0
-    gpu, pipeline = json.loads(out)
-    assert pipeline["error"] is None
-    role_arn = gpu["outputs"]["instance_role_arn"]
-    assert role_arn in json.dumps([r["inputs"] for r in pipeline["resources"]])
+def test_any_org_of_the_planned_gpu_training_stack_resolves(gpu_plan, pipeline_plan):
+    # The session's pipeline plan references my-org/gpu-training/dev, answered from the planned stack.
+    assert pipeline_plan.config["ml-pipeline:gpuTrainingStack"] == "my-org/gpu-training/dev"
+    assert pipeline_plan.error is None
+    role_arn = gpu_plan.outputs["instance_role_arn"]
+    assert role_arn in json.dumps([r.inputs for r in pipeline_plan.resources], default=str)
 
 
 def test_a_reference_to_a_stack_not_planned_says_how_to_add_it(capsys):
