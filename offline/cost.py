@@ -67,6 +67,7 @@ class Estimate:
     workload: Workload
     price_dates: tuple[str, str]
     warnings: list[str] = field(default_factory=list)
+    unverified_prices: list[str] = field(default_factory=list)  # keys this estimate used that no source confirmed
 
     @property
     def total(self) -> float:
@@ -80,6 +81,7 @@ class Estimate:
             "rows": [asdict(r) for r in self.rows],
             "workload": asdict(self.workload),
             "warnings": list(self.warnings),
+            "unverified_prices": list(self.unverified_prices),
         }
 
 
@@ -93,11 +95,17 @@ class Prices:
         self.document = json.loads(path.read_text())
         self.region = self.document["region"]
         self.entries: dict[str, dict] = self.document["prices"]
+        self.used: set[str] = set()
 
     def usd(self, key: str) -> float:
         if key not in self.entries:
             raise KeyError(f"no price {key!r} in offline/prices/{self.region}.json")
+        self.used.add(key)
         return float(self.entries[key]["usd"])
+
+    def unverified_used(self) -> list[str]:
+        """Keys looked up so far whose entry carries ``unverified`` (typed from memory, not yet checked)."""
+        return sorted(k for k in self.used if self.entries[k].get("unverified"))
 
     def has(self, key: str) -> bool:
         return key in self.entries
@@ -367,7 +375,8 @@ def estimate(plan, workload: Optional[Workload] = None) -> Estimate:
     _table_rows(plan, out, w, has_catalog=_ingest_function(plan)[0] is not None)
     _log_rows(plan, out, w, instances)
     _fixed_rows(plan, out)
-    return Estimate(plan.project, plan.stack, prices.region, out.rows, w, prices.dates(), out.warnings)
+    return Estimate(plan.project, plan.stack, prices.region, out.rows, w, prices.dates(), out.warnings,
+                    prices.unverified_used())
 
 
 def render_table(estimate: Estimate) -> str:
@@ -382,6 +391,10 @@ def render_table(estimate: Estimate) -> str:
                      f"per {r.unit}" + (f"; {r.note}" if r.note else ""))
     lines.append(f"  {'total':<{width}}  {'':>14}  {'':>12}  {estimate.total:>11,.2f}")
     lines.extend(f"  ! {w}" for w in estimate.warnings)
+    if estimate.unverified_prices:
+        lines.append(f"  ! {len(estimate.unverified_prices)} unit prices used here are unverified (typed from memory, "
+                     f"see 'unverified' in offline/prices/{estimate.region}.json): "
+                     + ", ".join(estimate.unverified_prices))
     return "\n".join(lines)
 
 

@@ -1,15 +1,15 @@
 """An AWS Budgets cost budget for one stack, with a forecast alert and an actual-spend alert (issue 11).
 
-The budget counts the cost of resources tagged with the stack's project (cost filter ``TagKeyValue``,
-values spelled ``user:<Key>$<Value>``). One ``TagKeyValue`` filter ORs its values, so a filter on
-Project and Environment together would count every dev stack of the account too; the Project tag alone
-is the exact filter when each environment has its own account (the usual layout), and counts dev and prod
-together when they share one, which alerts early rather than late. Two things AWS needs besides this
-resource: the ``Project`` tag must be activated as a cost-allocation tag in the Billing console (once per
-payer account; cost is attributed from activation on), and the alerts go to e-mail subscribers directly.
-Not SNS: the stacks' alarm topics are encrypted with customer managed keys, which AWS Budgets can publish
-to only if the key policy grants ``budgets.amazonaws.com`` kms:GenerateDataKey*/kms:Decrypt and the topic
-policy grants it sns:Publish; e-mail needs neither, and a budget alert is a human's job anyway.
+The budget counts the cost of resources tagged with the stack's own ``Stack`` tag (``<project>/<stack>``,
+shared/tagging.py), so dev and prod of one project in one account each have their own budget (cost filter
+``TagKeyValue``, values spelled ``user:<Key>$<Value>``; one filter ORs its values, so a filter on Project and
+Environment together would not single a stack out). What AWS needs besides this resource: the ``Stack`` tag
+must be activated as a cost-allocation tag in the Billing console (Billing > Cost allocation tags, once per
+payer account, up to 24 hours after the tag first appears; cost is attributed from activation on, not
+retroactively), and untaggable charges (data transfer, some request fees) are not counted. The alerts go to
+e-mail subscribers directly. Not SNS: the stacks' alarm topics are encrypted with customer managed keys, which
+AWS Budgets can publish to only if the key policy grants ``budgets.amazonaws.com`` kms:GenerateDataKey*/kms:Decrypt
+and the topic policy grants it sns:Publish; e-mail needs neither, and a budget alert is a human's job anyway.
 """
 from __future__ import annotations
 
@@ -58,6 +58,8 @@ class StackBudgetArgs:
         if len(self.emails) > MAX_EMAIL_SUBSCRIBERS:
             raise ValueError(f"StackBudgetArgs.emails: AWS Budgets takes at most {MAX_EMAIL_SUBSCRIBERS} e-mail "
                              f"subscribers per alert, got {len(self.emails)}")
+        if not self.tags.stack:
+            raise ValueError("StackBudgetArgs.tags.stack is required: the budget filters on the Stack tag")
         bad = [e for e in self.emails if "@" not in e]
         if bad:
             raise ValueError(f"StackBudgetArgs.emails must be e-mail addresses, got {bad}")
@@ -94,7 +96,7 @@ class StackBudget(pulumi.ComponentResource):
             limit_amount=f"{args.monthly_usd:.2f}",
             limit_unit="USD",
             cost_filters=[aws.budgets.BudgetCostFilterArgs(
-                name="TagKeyValue", values=[tag_filter_value("Project", args.tags.project)])],
+                name="TagKeyValue", values=[tag_filter_value("Stack", args.tags.stack_tag)])],
             notifications=notifications,
             opts=pulumi.ResourceOptions(parent=self),
         )

@@ -262,7 +262,7 @@ class ConfigReader:
                 raise self._fail(name, f"must be 1 to 256 characters; got {value!r}")
         try:
             return StackTags(
-                project=project, environment=environment, owner=owner, cost_center=cost_center,
+                project=project, stack=stack, environment=environment, owner=owner, cost_center=cost_center,
                 data_classification=self.string("dataClassification", "internal", choices=DATA_CLASSIFICATIONS),
                 extra=extra,
             )

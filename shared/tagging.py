@@ -9,17 +9,21 @@ from __future__ import annotations
 import functools
 import inspect
 from dataclasses import dataclass, field
-from typing import Mapping
+from typing import Mapping, Optional
 
 import pulumi
 
-REQUIRED_TAG_KEYS = ("Project", "Environment", "Owner", "CostCenter", "DataClassification", "ManagedBy")
+# ``Stack`` (``<project>/<stack>``) tells two stacks of one project apart in one account: the stack's budget
+# filters on it (shared/budget.py), so it must be activated as a cost-allocation tag in the Billing console.
+REQUIRED_TAG_KEYS = ("Project", "Stack", "Environment", "Owner", "CostCenter", "DataClassification", "ManagedBy")
 DATA_CLASSIFICATIONS = ("public", "internal", "confidential", "restricted")
 
 
 @dataclass(frozen=True)
 class StackTags:
-    """The tag set of one stack. ``extra`` adds team-specific tags; it cannot override the required ones."""
+    """The tag set of one stack. ``extra`` adds team-specific tags; it cannot override the required ones.
+    ``stack`` is the Pulumi stack name; the ``Stack`` tag is ``<project>/<stack>`` (left out when ``stack`` is
+    unset, which the policy pack's required-tags rule then reports)."""
 
     project: str
     environment: str
@@ -28,8 +32,11 @@ class StackTags:
     data_classification: str = "internal"
     managed_by: str = "pulumi"
     extra: Mapping[str, str] = field(default_factory=dict)
+    stack: Optional[str] = None
 
     def __post_init__(self) -> None:
+        if self.stack is not None and (not self.stack or len(self.stack_tag) > 256):
+            raise ValueError(f"tag stack: <project>/<stack> must be 1 to 256 characters, got stack {self.stack!r}")
         for name in ("project", "environment", "owner", "cost_center", "managed_by"):
             value = getattr(self, name)
             if not value or len(value) > 256:
@@ -45,9 +52,14 @@ class StackTags:
         if len(self.as_dict()) > 50:
             raise ValueError("AWS allows at most 50 tags per resource")
 
+    @property
+    def stack_tag(self) -> Optional[str]:
+        return f"{self.project}/{self.stack}" if self.stack else None
+
     def as_dict(self) -> dict[str, str]:
         return {
             "Project": self.project,
+            **({"Stack": self.stack_tag} if self.stack_tag else {}),
             "Environment": self.environment,
             "Owner": self.owner,
             "CostCenter": self.cost_center,

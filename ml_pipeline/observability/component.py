@@ -35,7 +35,8 @@ class EndpointTargets:
 
     endpoint_name: str
     variants: Sequence[str] = ("champion", "challenger")
-    # Other alarms the composite should include (e.g. the deployment's own rollback alarms).
+    # Other alarms the composite should include: the deployment's own rollback alarms (metric alarms, which
+    # SageMaker's guardrails can read; see _serving_alarms).
     extra_alarm_names: Sequence[pulumi.Input[str]] = ()
 
 
@@ -184,7 +185,7 @@ class Observability(pulumi.ComponentResource):
         model_name = a.training.model_name if a.training is not None else "image-classifier"
         body = a.ctx.region.apply(lambda region: dashboards.model_dashboard(dashboards.ModelNames(
             region=region, namespace=a.metric_namespace, endpoint_name=e.endpoint_name, variants=tuple(e.variants),
-            model_name=model_name)))
+            model_name=model_name, drift_alarm_threshold=a.settings.drift_psi_threshold)))
         self._dashboard("model", body)
 
     def _api_dashboard(self) -> None:
@@ -249,13 +250,18 @@ class Observability(pulumi.ComponentResource):
             f"{prefix}-invocations-anomaly", f"{e.variants[0]}: invocations outside their expected band",
             "AWS/SageMaker", "Invocations", production, "Sum", band_width=s.anomaly_band_width,
             comparison="LessThanLowerOrGreaterThanUpperThreshold"))
+        # For people and the alarm topic, not for the guardrails: SageMaker's AutoRollbackConfiguration takes
+        # "CloudWatch alarms ... configured to monitor metrics on an endpoint" (at most 10) and reads them with
+        # cloudwatch:DescribeAlarms, which without AlarmTypes returns metric alarms only; no AWS document says a
+        # composite alarm works there. So the deployment rolls back on its own metric alarms (passed in as
+        # extra_alarm_names, members of this composite), and this alarm says "serving is unhealthy" in one place.
         self.serving_unhealthy_alarm_name = f"{prefix}-serving-unhealthy"
         rule = _resolved(*members, *e.extra_alarm_names).apply(
             lambda names: " OR ".join(f'ALARM("{n}")' for n in names))
         topic = a.alarm_topic_arn
         aws.cloudwatch.CompositeAlarm(
             f"{self._name}-serving-unhealthy", alarm_name=self.serving_unhealthy_alarm_name,
-            alarm_description="Serving is unhealthy: an endpoint variant's error rate or latency, or the API's 5xx "
-                              "rate, is alarming. Deployment guardrails roll back on this alarm.",
+            alarm_description="Serving is unhealthy: an endpoint variant's error rate or latency, the API's 5xx "
+                              "rate, or one of the deployment's rollback alarms is alarming.",
             alarm_rule=rule, alarm_actions=[topic], ok_actions=[topic],
             opts=pulumi.ResourceOptions(parent=self, depends_on=list(self._alarms)))

@@ -45,6 +45,7 @@ class ModelNames:
     endpoint_name: str
     variants: Sequence[str]
     model_name: str
+    drift_alarm_threshold: float  # driftPsiThreshold: drawn on the drift widget where the drift alarm fires
     drift_features: Sequence[str] = field(default_factory=lambda: names.DRIFT_FEATURES)
 
 
@@ -126,7 +127,7 @@ def model_dashboard(n: ModelNames) -> dict:
     widgets.append(graph("Drift score (largest PSI) per variant", [
         metric(n.namespace, names.DRIFT_SCORE, {"EndpointName": n.endpoint_name, "VariantName": v}, label=v)
         for v in n.variants], r, stat="Maximum", period=3600, y_min=0,
-        annotations=[{"label": "significant shift", "value": 0.25}]))
+        annotations=[{"label": "drift alarm", "value": n.drift_alarm_threshold}]))
     for variant in n.variants:
         dims = {"EndpointName": n.endpoint_name, "VariantName": variant}
         widgets.append(graph(f"{variant}: drift by input statistic and prediction (PSI)", [

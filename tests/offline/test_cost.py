@@ -113,8 +113,17 @@ def test_json_and_table_carry_the_same_rows_and_total(small):
     assert [r["item"] for r in doc["rows"]] == [r.item for r in small.rows]
     assert doc["workload"]["images_tb_per_day"] == 0.01 and doc["prices_dated"]["oldest"]
     table = cost.render_table(small)
-    assert table.splitlines()[-1].split()[-1] == f"{small.total:,.2f}"
+    [total_line] = [line for line in table.splitlines() if line.split()[:1] == ["total"]]
+    assert total_line.split()[-1] == f"{small.total:,.2f}"
     assert "(1,468.76)" in table
+    assert doc["unverified_prices"] == small.unverified_prices
+
+
+def test_the_estimate_names_the_unverified_prices_it_used(small):
+    # The on-demand g5.xlarge price was checked against a price list (2026-01-21); Spot samples were not.
+    assert "ec2.spot.g5.xlarge" in small.unverified_prices
+    assert "ec2.ondemand.g5.xlarge" not in small.unverified_prices
+    assert "ec2.spot.g5.xlarge" in cost.render_table(small).splitlines()[-1]
 
 
 def test_missing_prices_are_reported_not_guessed():
@@ -154,3 +163,13 @@ def test_every_price_has_a_date_and_a_source():
         assert price["source"].startswith("https://aws.amazon.com/"), key
         assert isinstance(price["usd"], (int, float)) and price["usd"] >= 0, key
         assert price["unit"], key
+        # Either compared with a source we could read (its URL, dated by that source), or marked unverified.
+        assert ("checked_against" in price) != ("unverified" in price), key
+        if "checked_against" in price:
+            assert price["checked_against"].startswith("https://") and price["checked_how"], key
+
+
+def test_the_p4d_on_demand_price_is_the_checked_one():
+    doc = json.loads((cost.PRICES_DIR / "us-east-1.json").read_text())
+    p4d = doc["prices"]["ec2.ondemand.p4d.24xlarge"]
+    assert p4d["usd"] == 21.957642 and p4d["date"] == "2026-01-21" and "p4d_instances.js" in p4d["checked_against"]

@@ -1,4 +1,4 @@
-"""shared/budget.py under mocks: one monthly COST budget per stack on its Project cost-allocation tag, a
+"""shared/budget.py under mocks: one monthly COST budget per stack on its Stack cost-allocation tag, a
 forecast alert and an actual alert to the e-mail subscribers; values checked against the Budgets API model."""
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from shared.budget import StackBudget, StackBudgetArgs, tag_filter_value
 from shared.tagging import StackTags
 
 BUDGET = "aws:budgets/budget:Budget"
-TAGS = StackTags(project="ml-pipeline", environment="prod", owner="ml-platform", cost_center="cc-1")
+TAGS = StackTags(project="ml-pipeline", stack="prod", environment="prod", owner="ml-platform", cost_center="cc-1")
 
 
 @pytest.fixture(scope="module")
@@ -21,11 +21,11 @@ def built():
     return plan.one(BUDGET, "budget").inputs
 
 
-def test_a_monthly_cost_budget_on_the_stack_project_tag(built):
+def test_a_monthly_cost_budget_on_the_stack_tag(built):
     assert built["budgetType"] == "COST" and built["timeUnit"] == "MONTHLY"
     assert built["limitAmount"] == "7500.00" and built["limitUnit"] == "USD"
     assert built["name"] == "ml-pipeline-prod-monthly"
-    assert built["costFilters"] == [{"name": "TagKeyValue", "values": ["user:Project$ml-pipeline"]}]
+    assert built["costFilters"] == [{"name": "TagKeyValue", "values": ["user:Stack$ml-pipeline/prod"]}]
 
 
 def test_a_forecast_alert_over_100_percent_and_an_actual_alert_at_the_threshold(built):
@@ -63,6 +63,7 @@ def test_without_subscribers_the_budget_tracks_but_sends_nothing():
     ({"emails": ("not-an-address",)}, "e-mail"),
     ({"actual_alert_percent": 0.0}, "actual_alert_percent"),
     ({"budget_name": "a:b"}, "budget_name"),
+    ({"tags": StackTags("ml-pipeline", "prod", "ml-platform", "cc-1")}, "tags.stack"),
 ])
 def test_bad_arguments_fail_naming_the_field(change, message):
     args = {"budget_name": "x", "monthly_usd": 10.0, "tags": TAGS, **change}
@@ -80,8 +81,9 @@ def test_each_stack_has_its_budget_from_config(fixture, key, request):
     plan = request.getfixturevalue(fixture)
     budget = plan.one(BUDGET, "budget")
     assert budget.inputs["limitAmount"] == f"{float(plan.config[key]):.2f}"
-    assert budget.inputs["costFilters"][0]["values"] == [tag_filter_value("Project", plan.project)]
-    assert budget.inputs["tags"]["Project"] == plan.project
+    # dev and prod of one project in one account: each budget counts only its own stack's resources.
+    assert budget.inputs["costFilters"][0]["values"] == [tag_filter_value("Stack", f"{plan.project}/{plan.stack}")]
+    assert budget.inputs["tags"]["Stack"] == f"{plan.project}/{plan.stack}"
     assert budget.inputs["name"] == f"{plan.project}-{plan.stack}-monthly"
 
 

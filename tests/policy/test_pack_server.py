@@ -71,3 +71,15 @@ def test_the_stack_policies_run_over_grpc(analyzer, gpu_plan):
     without_block = [r for r in gpu_plan.resources if r.type != rules.PUBLIC_ACCESS_BLOCK]
     found = analyzer.AnalyzeStack(request(without_block), timeout=30).diagnostics
     assert {d.policyName for d in found} == {"no-public-access"} and len(found) == 2  # both buckets
+
+
+def test_the_pack_project_file_points_the_python_runtime_at_the_repository_venv():
+    # PulumiPolicy.yaml reference (pulumi/docs content/docs/insights/policy/policy-packs/project-file.md): the Python
+    # runtime's option for the environment is `virtualenv`, a path relative to the pack; `version` is read from here.
+    import yaml
+    project = yaml.safe_load((REPO / "policy" / "PulumiPolicy.yaml").read_text())
+    assert project["runtime"]["name"] == "python" and set(project["runtime"]["options"]) <= {"virtualenv", "toolchain"}
+    assert (REPO / "policy" / project["runtime"]["options"]["virtualenv"]).resolve() == (REPO / ".venv").resolve()
+    # `make venv` (what `pulumi up` runs with) installs requirements.txt only: the pack's SDK must be in it.
+    assert any(line.startswith("pulumi-policy==") for line in (REPO / "requirements.txt").read_text().splitlines())
+    assert [int(part) for part in project["version"].split(".")] and len(project["version"].split(".")) == 3

@@ -108,6 +108,8 @@ BROKEN = [
     ("no-public-access", PIPE, rules.BUCKET_POLICY, "lake-raw-policy", _add_public_read),
     ("required-tags", PIPE, "aws:lambda/function:Function", "ingest-fn", _drop_tag),
     ("required-tags", GPU, "aws:ec2/fleet:Fleet", "gpu-fleet", lambda p: p.pop("tags")),
+    # Without the Stack tag the stack's budget (filtered on it) would not count the resource.
+    ("required-tags", PIPE, rules.QUEUE, "ingest-dlq", lambda p: p["tags"].pop("Stack")),
     ("imdsv2-required", GPU, LT, "gpu-lt", lambda p: p["metadataOptions"].update(httpTokens="optional")),
     ("no-open-ingress", GPU, INGRESS, "network-fleet-from-fleet", _open_ingress),
     ("log-retention", PIPE, LOGS, "ingest-fn-logs", lambda p: p.pop("retentionInDays")),

@@ -132,3 +132,19 @@ def test_the_gpu_dashboard_component_records_one_dashboard_named_after_the_fleet
     [dashboard] = plan.of_type(DASHBOARD)
     body = json.loads(dashboard.inputs["dashboardBody"])
     assert dashboard.inputs["dashboardName"] == "gpu-training-dev" and problems(dashboard_metrics(body)) == []
+
+
+def test_the_drift_widget_draws_the_drift_alarms_threshold(pipeline_plan):
+    # driftPsiThreshold moves the alarm; the line on the dashboard moves with it (it was a fixed 0.25).
+    from ml_pipeline.observability.dashboards import ModelNames, model_dashboard
+    body = model_dashboard(ModelNames(region="us-east-1", namespace="N", endpoint_name="e", variants=("a",),
+                                      model_name="m", drift_alarm_threshold=0.4))
+    [drift] = [w["properties"] for w in body["widgets"] if w["properties"].get("title", "").startswith("Drift score")]
+    assert drift["annotations"]["horizontal"] == [{"label": "drift alarm", "value": 0.4}]
+    # In the stack, the threshold drawn is the drift alarm's own.
+    [model] = [json.loads(d.inputs["dashboardBody"]) for d in pipeline_plan.of_type(DASHBOARD)
+               if d.inputs["dashboardName"].endswith("-model")]
+    [drift] = [w["properties"] for w in model["widgets"] if w["properties"].get("title", "").startswith("Drift score")]
+    [alarm] = [a.inputs for a in pipeline_plan.of_type("aws:cloudwatch/metricAlarm:MetricAlarm")
+               if a.name == "observability-drift-alarm"]
+    assert drift["annotations"]["horizontal"][0]["value"] == alarm["threshold"]
