@@ -1,7 +1,8 @@
-"""The README's tables of config limits, generated from the checks the programs run at config load.
+"""The README's generated tables: config limits (from the checks the programs run at config load) and
+each stack's monthly cost (offline/cost.py).
 
     python -m offline.config_docs          # print the tables
-    python -m offline.config_docs --write  # replace them in README.md (between the config-limits markers)
+    python -m offline.config_docs --write  # replace them in README.md (between the config-limits and cost markers)
 
 Every `ConfigReader` read reports its key, default and accepted values (shared/config_reader.py), and
 every rule between keys its text, so the README cannot drift from what the code enforces.
@@ -12,12 +13,12 @@ import argparse
 import json
 import re
 import sys
-from typing import Any
 
 from offline import runner
 from shared.config_reader import KeySpec
 
 README = runner.REPO / "README.md"
+_COST_BLOCK = re.compile(r"(<!-- cost:(?P<project>[\w-]+):start -->\n)(?P<body>.*?)(<!-- cost:(?P=project):end -->)", re.S)
 _BLOCK = re.compile(r"(<!-- config-limits:(?P<project>[\w-]+):start -->\n)(?P<body>.*?)(<!-- config-limits:(?P=project):end -->)",
                     re.S)
 
@@ -34,18 +35,6 @@ def _default(spec: KeySpec) -> str:
     return str(spec.default)
 
 
-def keys_read(project: str, stack: str = "dev") -> dict[str, KeySpec]:
-    """What the project's program reads, from a run of its stack file under mocks (gpu-training runs too
-    when the pipeline references it, as in the offline plan)."""
-    projects = runner.projects()
-    outputs: dict[str, Any] = {}
-    if project != "gpu-training":
-        gpu = runner.run(projects["gpu-training"], stack)
-        outputs = {f"gpu-training/{stack}": gpu.outputs}
-    plan = runner.run(projects[project], stack, stack_outputs=outputs)
-    return plan.keys_read
-
-
 def table(specs: dict[str, KeySpec]) -> str:
     rows = ["| key | type | default | accepted |", "|---|---|---|---|"]
     for spec in sorted((s for s in specs.values() if s.kind != "rule"), key=lambda s: s.key):
@@ -58,10 +47,26 @@ def table(specs: dict[str, KeySpec]) -> str:
     return "\n".join(rows) + "\n"
 
 
+def cost_table(plan: runner.Plan) -> str:
+    from offline import cost
+    return "```\n" + cost.render_table(cost.estimate(plan)) + "\n```\n"
+
+
 def render(readme: str) -> str:
-    def replace(match: re.Match) -> str:
-        return match.group(1) + table(keys_read(match.group("project"))) + match.group(4)
-    return _BLOCK.sub(replace, readme)
+    plans = {p.project: p for p in dev_plans()}
+
+    def limits(match: re.Match) -> str:
+        return match.group(1) + table(plans[match.group("project")].keys_read) + match.group(4)
+
+    def costs(match: re.Match) -> str:
+        return match.group(1) + cost_table(plans[match.group("project")]) + match.group(4)
+    return _COST_BLOCK.sub(costs, _BLOCK.sub(limits, readme))
+
+
+def dev_plans() -> list[runner.Plan]:
+    """Both dev stacks from their stack files, as `make plan` runs them."""
+    projects = runner.projects()
+    return [runner.run(projects["gpu-training"], "dev"), runner.run(projects["ml-pipeline"], "dev")]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -73,8 +78,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.write:
         README.write_text(updated)
     else:
-        for project in runner.projects():
-            print(f"## {project}\n{table(keys_read(project))}")
+        for plan in dev_plans():
+            print(f"## {plan.project}\n{table(plan.keys_read)}\n{cost_table(plan)}")
     return 0
 
 

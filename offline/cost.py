@@ -211,8 +211,25 @@ def _network_rows(plan, out: _Rows, instances: float, w: Workload) -> None:
                 "privatelink.interface.data", f"assumes {w.interface_endpoint_gb_per_day:g} GB a day")
 
 
+def _setting(plan, key: str):
+    """A config value as the program used it: the stack file's, else the default the program read."""
+    full = f"{plan.project}:{key}"
+    if full in (plan.config or {}):
+        return plan.config[full]
+    spec = (getattr(plan, "keys_read", None) or {}).get(full)
+    return None if spec is None else spec.default
+
+
 def _sagemaker_rows(plan, out: _Rows) -> None:
-    # The serving area may record one or more endpoint configurations; read whatever is there.
+    # The serving endpoint belongs to the deployment workflow (issue 10), not to Pulumi, so the plan has no
+    # endpoint configuration for it: price the champion and challenger variants from the serving settings.
+    itype = _setting(plan, "endpointInstanceType")
+    if itype:
+        count = _num(_setting(plan, "endpointInstanceCount"), 1.0)
+        out.add(f"SageMaker endpoint: 2 variants x {count:g} x {itype}", 2 * count * HOURS,
+                f"sagemaker.hosting.{itype}", "champion and challenger at endpointInstanceCount each, once the "
+                "deployment workflow has created the endpoint; autoscaling above it costs more")
+    # Endpoint configurations a program does record (none today) are priced as they are.
     for config in _of_type(plan, "aws:sagemaker/endpointConfiguration:EndpointConfiguration"):
         for variant in (config.inputs.get("productionVariants") or []) + (config.inputs.get("shadowProductionVariants") or []):
             name = variant.get("variantName") or "variant"

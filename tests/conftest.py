@@ -52,6 +52,12 @@ def pipeline_plan(projects, gpu_plan) -> runner.Plan:
 
 
 @pytest.fixture(scope="session")
+def pipeline_plan_as_filed(projects) -> runner.Plan:
+    """ml-pipeline from its dev stack file alone (no gpuTrainingStack), as `make plan` shows it."""
+    return runner.run(projects["ml-pipeline"], "dev")
+
+
+@pytest.fixture(scope="session")
 def prod_plans(projects) -> tuple[runner.Plan, runner.Plan]:
     """Both prod stack files, planned once (gpu-training first, its outputs answer the pipeline's reference)."""
     gpu = runner.run(projects["gpu-training"], "prod")

@@ -157,8 +157,8 @@ def test_the_dead_letter_queue_and_backlog_are_alarmed(pipeline_plan):
     assert "ml-pipeline-dev-ingest-backlog-age" in alarms
 
 
-def test_without_a_gpu_training_stack_there_is_no_cross_stack_grant(projects):
-    plan = runner.run(projects["ml-pipeline"], "dev")
+def test_without_a_gpu_training_stack_there_is_no_cross_stack_grant(pipeline_plan_as_filed):
+    plan = pipeline_plan_as_filed
     assert not [r for r in plan.registrations.values() if r["type"] == "pulumi:pulumi:StackReference"]
     assert "ExternalReaders" not in plan.one("aws:kms/key:Key", "data-key-key").inputs["policy"]
 

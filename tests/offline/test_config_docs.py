@@ -32,3 +32,10 @@ def test_a_rule_between_keys_is_listed_with_every_key_it_names(pipeline_plan):
     table = config_docs.table(pipeline_plan.keys_read)
     assert ("`ml-pipeline:rawGlacierDays`, `ml-pipeline:rawInfrequentAccessDays`: rawGlacierDays must be at least "
             "rawInfrequentAccessDays + 30") in table
+
+
+def test_the_readme_cost_tables_are_the_plans_estimates_now(gpu_plan, pipeline_plan_as_filed):
+    blocks = {m.group("project"): m.group("body") for m in config_docs._COST_BLOCK.finditer(config_docs.README.read_text())}
+    for plan in (gpu_plan, pipeline_plan_as_filed):
+        assert blocks.get(plan.project) == config_docs.cost_table(plan), (
+            f"{plan.project}: README cost table is stale; run .venv/bin/python -m offline.config_docs --write")

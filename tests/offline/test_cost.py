@@ -173,3 +173,11 @@ def test_the_p4d_on_demand_price_is_the_checked_one():
     doc = json.loads((cost.PRICES_DIR / "us-east-1.json").read_text())
     p4d = doc["prices"]["ec2.ondemand.p4d.24xlarge"]
     assert p4d["usd"] == 21.957642 and p4d["date"] == "2026-01-21" and "p4d_instances.js" in p4d["checked_against"]
+
+
+def test_the_endpoint_the_deployment_workflow_creates_is_priced_from_the_serving_settings(pipeline_plan, prod_plans):
+    # Pulumi does not own the endpoint (issue 10), so its two variants are priced from the settings.
+    dev = next(r for r in cost.estimate(pipeline_plan).rows if r.item.startswith("SageMaker endpoint"))
+    assert dev.item == "SageMaker endpoint: 2 variants x 1 x ml.m5.large" and dev.quantity == 2 * 1 * HOURS
+    prod = next(r for r in cost.estimate(prod_plans[1]).rows if r.item.startswith("SageMaker endpoint"))
+    assert prod.quantity == 2 * 2 * HOURS  # production runs at least two instances per variant
