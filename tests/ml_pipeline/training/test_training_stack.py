@@ -127,6 +127,11 @@ def test_the_workflow_role_passes_only_the_execution_role_only_to_sagemaker(pipe
     assert statements["TrainingJobs"]["Resource"] == ["arn:aws:sagemaker:us-east-1:123456789012:training-job/mlp-dev*"]
     assert statements["TuningJobs"]["Resource"] == [
         "arn:aws:sagemaker:us-east-1:123456789012:hyper-parameter-tuning-job/mlp-dev*"]
+    # .sync tags the job it creates and reads its tags back (aws/aws-cdk#32294: AccessDenied on sagemaker:AddTags
+    # for training-job/... without it), on this stack's jobs only.
+    for sid in ("TrainingJobs", "TuningJobs", "ProcessingJobs"):
+        assert {"sagemaker:AddTags", "sagemaker:ListTags"} <= set(statements[sid]["Action"]), sid
+    assert not [s for s in statements.values() if "sagemaker:AddTags" in s["Action"] and s["Resource"] == "*"]
     # The managed rules are Step Functions' own: never defined here.
     assert not [r for r in pipeline_plan.of_type("aws:cloudwatch/eventRule:EventRule")
                 if r.inputs["name"].startswith("StepFunctionsGetEvents")]
