@@ -10,6 +10,7 @@ import tarfile
 
 import pytest
 
+from ml_pipeline import metric_names
 from ml_pipeline.training import settings as training_settings
 from ml_pipeline.training.code_package import archive_bytes, code_package
 from ml_pipeline.training.component import TrainingWorkflow, TrainingWorkflowArgs, job_prefix
@@ -158,7 +159,7 @@ def test_the_schedule_starts_the_state_machine_from_config(pipeline_plan, alone)
     assert schedule["state"] == "ENABLED" and schedule["flexibleTimeWindow"] == {"mode": "OFF"}
     target = schedule["target"]
     assert target["arn"] == pipeline_plan.outputs["training_state_machine_arn"] and json.loads(target["input"]) == {
-        "tune": False}
+        "tune": False, "trigger": "schedule"}
     role_policy = _statements(pipeline_plan, "training-scheduler-policy")["StartTrainingRun"]
     assert role_policy["Action"] == ["states:StartExecution"] and role_policy["Resource"] == [target["arn"]]
     assert alone.one("aws:scheduler/schedule:Schedule", "training-schedule").inputs["state"] == "DISABLED"
@@ -209,11 +210,24 @@ def test_without_gpu_training_the_pipeline_has_its_own_experiments_table(alone):
 def test_each_function_gets_exactly_the_environment_its_handler_reads(pipeline_plan):
     import re
     from pathlib import Path
-    for key in ("validate", "snapshot", "decide", "register", "job_events"):
+    for key in ("validate", "snapshot", "decide", "register", "metrics", "job_events"):
         resource = "training-job-events" if key == "job_events" else f"training-{key}"
         variables = set(pipeline_plan.one("aws:lambda/function:Function", resource).inputs["environment"]["variables"])
         source = (Path(__file__).resolve().parents[3] / "functions" / f"training_{key}" / "handler.py").read_text()
         assert variables == set(re.findall(r'os\.environ\["([A-Z_]+)"\]', source)), key
+
+
+def test_the_metrics_function_publishes_only_into_the_namespace_the_dashboards_read(pipeline_plan):
+    function = pipeline_plan.one("aws:lambda/function:Function", "training-metrics").inputs
+    namespace = function["environment"]["variables"]["METRIC_NAMESPACE"]
+    assert namespace == metric_names.namespace("ml-pipeline-dev")
+    statements = _statements(pipeline_plan, "training-metrics-policy")
+    assert statements["TrainingMetrics"]["Condition"] == {"StringEquals": {"cloudwatch:namespace": namespace}}
+    assert statements["TrainingTimes"]["Resource"] == ["arn:aws:sagemaker:us-east-1:123456789012:training-job/mlp-dev*"]
+    states = _definition(pipeline_plan)["States"]
+    assert states["Decide"]["Next"] == "PublishMetrics" and states["PublishMetrics"]["Next"] == "Register"
+    assert states["PublishMetrics"]["Parameters"]["FunctionName"] == pipeline_plan.one(
+        "aws:lambda/function:Function", "training-metrics").state["arn"]
 
 
 def test_job_prefix_is_short_lower_case_and_leaves_room_in_tuning_names():
