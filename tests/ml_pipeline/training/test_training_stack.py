@@ -112,6 +112,19 @@ def test_the_isolated_subnets_have_no_route_out(pipeline_plan):
     assert endpoint["vpcEndpointType"] == "Gateway"
     egress = pipeline_plan.one("aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule", "training-network-jobs-https")
     assert egress.inputs["fromPort"] == 443 and egress.inputs["ipProtocol"] == "tcp"
+    # With VpcConfig, SageMaker's processes on the instances ship the job's logs and metrics through this VPC:
+    # without these the jobs have no logs and the metric definitions (the tuning objective) no series.
+    subnets = {r.state["id"] for r in pipeline_plan.of_type("aws:ec2/subnet:Subnet") if r.name.startswith("training-network")}
+    jobs_sg = pipeline_plan.one("aws:ec2/securityGroup:SecurityGroup", "training-network-jobs-sg").state["id"]
+    endpoints_sg = pipeline_plan.one("aws:ec2/securityGroup:SecurityGroup", "training-network-endpoints-sg").state["id"]
+    for service in ("logs", "monitoring"):
+        interface = pipeline_plan.one("aws:ec2/vpcEndpoint:VpcEndpoint", f"training-network-{service}").inputs
+        assert interface["serviceName"] == f"com.amazonaws.us-east-1.{service}" and interface["privateDnsEnabled"]
+        assert set(interface["subnetIds"]) == subnets and interface["securityGroupIds"] == [endpoints_sg]
+        assert json.loads(interface["policy"])["Statement"][0]["Condition"] == {
+            "StringEquals": {"aws:PrincipalAccount": "123456789012"}}
+    https = pipeline_plan.one("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule", "training-network-endpoints-https")
+    assert (https.inputs["referencedSecurityGroupId"], https.inputs["fromPort"]) == (jobs_sg, 443)
 
 
 def test_the_workflow_role_passes_only_the_execution_role_only_to_sagemaker(pipeline_plan):
