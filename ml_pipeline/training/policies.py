@@ -46,8 +46,9 @@ class WorkflowAccess:
 
 
 def _sagemaker(ctx: AwsContext, kind: str, prefix: str) -> pulumi.Output[str]:
-    # SageMaker puts job names into ARNs in lower case.
-    return ctx.arn("sagemaker", f"{kind}/{prefix.lower()}*")
+    # SageMaker puts job names into ARNs in lower case; every job name is "<prefix>-..." (the dash keeps
+    # stack dev out of stack dev2's jobs).
+    return ctx.arn("sagemaker", f"{kind}/{prefix.lower()}-*")
 
 
 def workflow_statements(a: WorkflowAccess) -> list[dict]:

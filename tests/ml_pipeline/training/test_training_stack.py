@@ -138,9 +138,9 @@ def test_the_workflow_role_passes_only_the_execution_role_only_to_sagemaker(pipe
     assert sorted(r.rsplit("/", 1)[1] for r in rules["Resource"]) == [
         "StepFunctionsGetEventsForSageMakerProcessingJobsRule", "StepFunctionsGetEventsForSageMakerTrainingJobsRule",
         "StepFunctionsGetEventsForSageMakerTuningJobsRule"]
-    assert statements["TrainingJobs"]["Resource"] == ["arn:aws:sagemaker:us-east-1:123456789012:training-job/mlp-dev*"]
+    assert statements["TrainingJobs"]["Resource"] == ["arn:aws:sagemaker:us-east-1:123456789012:training-job/mlp-dev-*"]
     assert statements["TuningJobs"]["Resource"] == [
-        "arn:aws:sagemaker:us-east-1:123456789012:hyper-parameter-tuning-job/mlp-dev*"]
+        "arn:aws:sagemaker:us-east-1:123456789012:hyper-parameter-tuning-job/mlp-dev-*"]
     # .sync tags the job it creates and reads its tags back (aws/aws-cdk#32294: AccessDenied on sagemaker:AddTags
     # for training-job/... without it), on this stack's jobs only.
     for sid in ("TrainingJobs", "TuningJobs", "ProcessingJobs"):
@@ -236,7 +236,7 @@ def test_the_metrics_function_publishes_only_into_the_namespace_the_dashboards_r
     assert namespace == metric_names.namespace("ml-pipeline-dev")
     statements = _statements(pipeline_plan, "training-metrics-policy")
     assert statements["TrainingMetrics"]["Condition"] == {"StringEquals": {"cloudwatch:namespace": namespace}}
-    assert statements["TrainingTimes"]["Resource"] == ["arn:aws:sagemaker:us-east-1:123456789012:training-job/mlp-dev*"]
+    assert statements["TrainingTimes"]["Resource"] == ["arn:aws:sagemaker:us-east-1:123456789012:training-job/mlp-dev-*"]
     states = _definition(pipeline_plan)["States"]
     assert states["Decide"]["Next"] == "PublishMetrics" and states["PublishMetrics"]["Next"] == "Register"
     assert states["PublishMetrics"]["Parameters"]["FunctionName"] == pipeline_plan.one(
