@@ -280,8 +280,10 @@ def build(spec: WorkflowSpec, *, request_response: bool = False) -> dict:
                        "Parameters": {"input.$": "$"}, "Next": "Trigger"}
     # Why the run started: the input's "trigger" (the schedule sends "schedule", observability's retrain rule
     # "drift" with the alarm's name, reason and time), "manual" when absent.
+    # (And stops at the first false rule, so no test below reads a path that is absent.)
     drift = [{"Variable": "$.input.trigger", "StringEquals": TRIGGER_DRIFT}] + [
-        {"Variable": f"$.input.{k}", "IsString": True} for k in DRIFT_FIELDS]
+        rule for k in DRIFT_FIELDS for rule in ({"Variable": f"$.input.{k}", "IsPresent": True},
+                                                {"Variable": f"$.input.{k}", "IsString": True})]
     states["Trigger"] = {"Type": "Choice", "Choices": [
         {"And": [{"Variable": "$.input.trigger", "IsPresent": True}, {"Variable": "$.input.trigger", "IsString": True},
                  *drift], "Next": "TriggerDrift"},

@@ -229,6 +229,11 @@ def test_a_run_started_by_the_drift_alarm_is_recorded_as_such(world, functions, 
     assert run["trigger"] == "drift" and run["drift_alarm_name"] == "ml-pipeline-test-drift"
     assert run["drift_detected_at"] == "2026-11-29T09:00:00Z" and run["drift_reason"].startswith("Threshold Crossed")
     assert json.loads(run["input"]) == drift and run["status"] == "data-rejected"
+    # A drift input without the alarm's details still runs, recorded with the trigger it names.
+    partial = _run(world, functions, "drift-run-2", {"trigger": "drift", "alarm_name": "a"})
+    assert partial["states"][:4] == ["Start", "Trigger", "TriggerGiven", "RecordStart"]
+    run = _run_item(world, "drift-run-2")
+    assert run["trigger"] == "drift" and "drift_alarm_name" not in run
 
 
 def test_a_failed_training_job_is_recorded_alarmed_and_leaves_production_alone(world, functions, run_functions,
