@@ -169,6 +169,15 @@ def test_register_numbers_versions_and_writes_contract_4_items(clean_world, func
     assert rejected["ModelApprovalStatus"] == "Rejected"
 
 
+def test_any_execution_name_makes_valid_package_metadata(clean_world, functions):
+    _training_job(clean_world, "mlp-test-job-d")
+    event = {**_register_event("mlp-test-job-d", True), "run_id": "retrain(2)!'é_ok:1"}
+    arn = functions["register"].handler(event, None)["model_package_arn"]
+    metadata = clean_world.sagemaker.describe_model_package(ModelPackageName=arn)["CustomerMetadataProperties"]
+    assert metadata["run_id"] == "retrain-2---é_ok:1"       # CustomerMetadataMap: [\p{L}\p{Z}\p{N}_.:/=+\-@]
+    assert metadata["training_job_name"] == "mlp-test-job-d"
+
+
 def test_a_retried_registration_returns_the_first_one(clean_world, functions):
     _training_job(clean_world, "mlp-test-job-c")
     first = functions["register"].handler(_register_event("mlp-test-job-c", True), None)
