@@ -194,7 +194,27 @@ def _ssm(call: Call) -> list[Authorization]:
             for n in names]
 
 
-MAPPERS = {"s3": _s3, "dynamodb": _dynamodb, "sqs": _sqs, "cloudwatch": _cloudwatch, "ssm": _ssm}
+def _sns(call: Call) -> list[Authorization]:
+    return [(f"sns:{call.operation}", call.params["TopicArn"], {})]
+
+
+# SageMaker puts names into ARNs in lower case; a new model package gets the group's next version number.
+_SAGEMAKER_RESOURCES = {"TrainingJobName": "training-job", "ProcessingJobName": "processing-job",
+                        "HyperParameterTuningJobName": "hyper-parameter-tuning-job"}
+
+
+def _sagemaker(call: Call) -> list[Authorization]:
+    p, arn = call.params, f"arn:aws:sagemaker:{call.region}:{ACCOUNT}:"
+    if call.operation == "CreateModelPackage" and p.get("ModelPackageGroupName"):
+        return [("sagemaker:CreateModelPackage", f"{arn}model-package/{p['ModelPackageGroupName'].lower()}/*", {})]
+    for param, kind in _SAGEMAKER_RESOURCES.items():
+        if param in p:
+            return [(f"sagemaker:{call.operation}", f"{arn}{kind}/{p[param].lower()}", {})]
+    raise KeyError(f"no IAM mapping for sagemaker:{call.operation}; add one to tests/iam_recorder.py")
+
+
+MAPPERS = {"s3": _s3, "dynamodb": _dynamodb, "sqs": _sqs, "cloudwatch": _cloudwatch, "ssm": _ssm,
+           "sns": _sns, "sagemaker": _sagemaker}
 
 
 def authorizations(call: Call) -> list[Authorization]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
+import re
 from decimal import Decimal
 from functools import lru_cache
 from typing import Any, Optional
@@ -35,6 +36,12 @@ def _versions():
 def training_metrics(training_job_name: str) -> dict[str, float]:
     job = _sagemaker().describe_training_job(TrainingJobName=training_job_name)
     return {m["MetricName"]: float(m["Value"]) for m in job.get("FinalMetricDataList", [])}
+
+
+def metadata_value(value: str) -> str:
+    """A model package's metadata value: 1-256 of letters, digits, spaces and ``_.:/=+-@``. An execution name
+    may hold other characters (``(``, ``!``, ``'``...), which CreateModelPackage would refuse after the training."""
+    return re.sub(r"[^\w .:/=+\-@]", "-", value)[:256] or "-"
 
 
 def _existing(model_name: str, training_job_name: str) -> Optional[dict[str, Any]]:
@@ -67,8 +74,7 @@ def register(event: dict[str, Any], model_name: str, group: str, image_uri: str)
         ModelApprovalStatus="Approved" if approved else "Rejected",
         ModelMetrics={"ModelQuality": {"Statistics": {"ContentType": "application/json",
                                                       "S3Uri": event["evaluation_url"]}}},
-        CustomerMetadataProperties={"snapshot_id": event["snapshot_id"], "run_id": event["run_id"][:256],
-                                    "training_job_name": event["training_job_name"]},
+        CustomerMetadataProperties={k: metadata_value(event[k]) for k in ("snapshot_id", "run_id", "training_job_name")},
     )
     arn = package["ModelPackageArn"]
     now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")

@@ -15,6 +15,7 @@ from typing import Optional, Sequence
 import pulumi
 import pulumi_aws as aws
 
+from ml_pipeline import metric_names
 from ml_pipeline.training import definition, policies
 from ml_pipeline.training.alarms import training_alarms
 from ml_pipeline.training.code_package import ENTRY_POINT, MODEL_DIR, code_package
@@ -27,6 +28,7 @@ from shared.logs import encrypted_log_group
 from shared.table import Index, Table, TableArgs
 
 FUNCTION_TIMEOUT_S = 60
+SCHEDULE_INPUT = json.dumps({"tune": False, "trigger": definition.TRIGGER_SCHEDULE})
 
 
 def job_prefix(name_prefix: str) -> str:
@@ -157,7 +159,7 @@ class TrainingWorkflow(pulumi.ComponentResource):
         # The serving container every version is registered with, and the deployment serves it in.
         self.inference_image_uri = inference_image.registry_path
         functions = self._functions(name, args, jobs, inference_image.registry_path, experiments_arn)
-        self.functions: dict[str, PythonFunction] = functions  # by role: validate, snapshot, decide, register
+        self.functions: dict[str, PythonFunction] = functions  # by role: validate, snapshot, decide, register, metrics
         self.snapshot_prefix = policies.SNAPSHOT_PREFIX  # in the artifacts bucket: <prefix><id>/snapshot.json
 
         log_group = encrypted_log_group(
@@ -177,7 +179,7 @@ class TrainingWorkflow(pulumi.ComponentResource):
 
         spec = pulumi.Output.all(
             validate=functions["validate"].arn, snapshot=functions["snapshot"].arn, decide=functions["decide"].arn,
-            register=functions["register"].arn, experiments=self.experiments_table_name,
+            register=functions["register"].arn, metrics=functions["metrics"].arn, experiments=self.experiments_table_name,
             versions=self.versions_table.name, topic=args.alarm_topic_arn, role=execution_role.arn,
             training_image=training_image.registry_path, evaluation_image=evaluation_image.registry_path,
             code_url=self.code_url, artifacts=args.artifacts_bucket_name, key=args.data_key_arn,
@@ -249,6 +251,13 @@ class TrainingWorkflow(pulumi.ComponentResource):
                 iam.allow(["dynamodb:PutItem", "dynamodb:Query"], [self.versions_table.arn], sid="ModelVersions"),
                 iam.allow(["kms:Decrypt", "kms:DescribeKey", "kms:GenerateDataKey"], [args.metadata_key_arn],
                           sid="VersionsKey")]),
+            "metrics": fn("metrics", "Publish a run's accuracy, training time and Spot saving", {
+                "MODEL_NAME": s.model_name, "METRIC_NAMESPACE": metric_names.namespace(prefix)}, [
+                iam.allow(["sagemaker:DescribeTrainingJob"],
+                          [policies._sagemaker(args.ctx, "training-job", jobs)], sid="TrainingTimes"),
+                iam.unscoped(["cloudwatch:PutMetricData"], sid="TrainingMetrics",
+                             why="PutMetricData has no resource-level permissions",
+                             conditions={"StringEquals": {"cloudwatch:namespace": metric_names.namespace(prefix)}})]),
         }
 
     def _schedule(self, name: str, args: TrainingWorkflowArgs) -> None:
@@ -262,12 +271,12 @@ class TrainingWorkflow(pulumi.ComponentResource):
             iam.allow(["states:StartExecution"], [self.state_machine.arn], sid="StartTrainingRun")]), opts=child)
         aws.scheduler.Schedule(
             f"{name}-schedule", name=f"{args.name_prefix}-training",
-            description="Scheduled training run (input: {\"tune\": false})",
+            description=f"Scheduled training run (input: {SCHEDULE_INPUT})",
             schedule_expression=s.schedule, schedule_expression_timezone=s.schedule_timezone,
             state="ENABLED" if s.schedule_enabled else "DISABLED",
             flexible_time_window=aws.scheduler.ScheduleFlexibleTimeWindowArgs(mode="OFF"),
             target=aws.scheduler.ScheduleTargetArgs(
-                arn=self.state_machine.arn, role_arn=role.arn, input=json.dumps({"tune": False}),
+                arn=self.state_machine.arn, role_arn=role.arn, input=SCHEDULE_INPUT,
                 retry_policy=aws.scheduler.ScheduleTargetRetryPolicyArgs(maximum_event_age_in_seconds=3600,
                                                                          maximum_retry_attempts=3)),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[policy]))
@@ -317,7 +326,8 @@ def workflow_spec(s: TrainingSettings, image_size: int, v: dict) -> definition.W
     hyperparameters = {"image_size": str(image_size), **s.hyperparameters}
     return definition.WorkflowSpec(
         model_name=s.model_name, validate_function_arn=v["validate"], snapshot_function_arn=v["snapshot"],
-        decide_function_arn=v["decide"], register_function_arn=v["register"], experiments_table=v["experiments"],
+        decide_function_arn=v["decide"], register_function_arn=v["register"], metrics_function_arn=v["metrics"],
+        experiments_table=v["experiments"],
         versions_table=v["versions"], alarm_topic_arn=v["topic"], execution_role_arn=v["role"],
         training_image=v["training_image"], evaluation_image=v["evaluation_image"], code_url=v["code_url"],
         models_url=f"s3://{v['artifacts']}/{policies.OUTPUT_PREFIX}models/", data_key_arn=v["key"],

@@ -48,6 +48,10 @@ STATES_RETRY = {"ErrorEquals": ["StepFunctions.AWSStepFunctionsException", "Step
                                 "StepFunctions.SdkClientException"],
                 "IntervalSeconds": 1, "MaxAttempts": 4, "BackoffRate": 2.0}
 FAILURE_STATE = "RecordFailure"
+# What started a run (the input's "trigger"); a drift run names the alarm (observability's retrain rule,
+# ml_pipeline/observability/drift.py RETRAIN_INPUT_TEMPLATE).
+TRIGGER_MANUAL, TRIGGER_SCHEDULE, TRIGGER_DRIFT = "manual", "schedule", "drift"
+DRIFT_FIELDS = ("alarm_name", "reason", "detected_at")
 
 
 def has_local_storage(instance_type: str) -> bool:
@@ -67,6 +71,7 @@ class WorkflowSpec:
     snapshot_function_arn: str
     decide_function_arn: str
     register_function_arn: str
+    metrics_function_arn: str
     experiments_table: str
     versions_table: str
     alarm_topic_arn: str
@@ -272,11 +277,33 @@ def build(spec: WorkflowSpec, *, request_response: bool = False) -> dict:
     now = {"S.$": "$$.State.EnteredTime"}
     states: dict[str, dict] = {}
     states["Start"] = {"Type": "Pass", "Comment": "Keep the run's input under $.input (e.g. {\"tune\": true})",
-                       "Parameters": {"input.$": "$"}, "Next": "RecordStart"}
-    states["RecordStart"] = _dynamodb("putItem", {"TableName": spec.experiments_table, "Item": {
-        **_run_key(spec), "status": {"S": "running"}, "started_at": now, "updated_at": now, "execution_arn": {"S.$": "$$.Execution.Id"},
-        "input": {"S.$": "States.JsonToString($.input)"}}}, "ValidateData",
-        "Every run is recorded in the experiments table, whatever its outcome")
+                       "Parameters": {"input.$": "$"}, "Next": "Trigger"}
+    # Why the run started: the input's "trigger" (the schedule sends "schedule", observability's retrain rule
+    # "drift" with the alarm's name, reason and time), "manual" when absent.
+    # (And stops at the first false rule, so no test below reads a path that is absent.)
+    drift = [{"Variable": "$.input.trigger", "StringEquals": TRIGGER_DRIFT}] + [
+        rule for k in DRIFT_FIELDS for rule in ({"Variable": f"$.input.{k}", "IsPresent": True},
+                                                {"Variable": f"$.input.{k}", "IsString": True})]
+    states["Trigger"] = {"Type": "Choice", "Choices": [
+        {"And": [{"Variable": "$.input.trigger", "IsPresent": True}, {"Variable": "$.input.trigger", "IsString": True},
+                 *drift], "Next": "TriggerDrift"},
+        {"And": [{"Variable": "$.input.trigger", "IsPresent": True}, {"Variable": "$.input.trigger", "IsString": True}],
+         "Next": "TriggerGiven"}], "Default": "TriggerManual"}
+    states["TriggerDrift"] = {"Type": "Pass", "Parameters": {"input.$": "$.input", "trigger": TRIGGER_DRIFT},
+                              "Next": "RecordDriftStart"}
+    states["TriggerGiven"] = {"Type": "Pass", "Parameters": {"input.$": "$.input", "trigger.$": "$.input.trigger"},
+                              "Next": "RecordStart"}
+    states["TriggerManual"] = {"Type": "Pass", "Parameters": {"input.$": "$.input", "trigger": TRIGGER_MANUAL},
+                               "Next": "RecordStart"}
+
+    def record_start(extra: dict) -> dict:
+        return _dynamodb("putItem", {"TableName": spec.experiments_table, "Item": {
+            **_run_key(spec), "status": {"S": "running"}, "started_at": now, "updated_at": now,
+            "execution_arn": {"S.$": "$$.Execution.Id"}, "trigger": {"S.$": "$.trigger"},
+            "input": {"S.$": "States.JsonToString($.input)"}, **extra}}, "ValidateData",
+            "Every run is recorded in the experiments table, whatever its outcome, with what started it")
+    states["RecordStart"] = record_start({})
+    states["RecordDriftStart"] = record_start({f"drift_{k}": {"S.$": f"$.input.{k}"} for k in DRIFT_FIELDS})
     states["ValidateData"] = _lambda(spec.validate_function_arn, {"run_id.$": "$$.Execution.Name", "input.$": "$.input"},
                                      {"ok": "ok", "reason": "reason", "days": "days", "labelled": "labelled",
                                       "labels": "labels"},
@@ -346,7 +373,12 @@ def build(spec: WorkflowSpec, *, request_response: bool = False) -> dict:
     states["Decide"] = _lambda(spec.decide_function_arn, {"evaluation_url.$": "$.snapshot.evaluation_url"},
                                {k: k for k in ("approved", "status", "reason", "candidate_accuracy",
                                                "production_accuracy")},
-                               "$.decision", "Register", "Threshold, and tolerance against production")
+                               "$.decision", "PublishMetrics", "Threshold, and tolerance against production")
+    # Before anything is registered: a run that fails here leaves no half-recorded version behind.
+    states["PublishMetrics"] = _lambda(spec.metrics_function_arn, {
+        "training_job_name.$": "$.training.training_job_name",
+        "candidate_accuracy.$": "$.decision.candidate_accuracy"}, {"values": "published"},
+        "$.published", "Register", "ModelAccuracy, TrainingDurationSeconds, SpotSavingsPercent (dimension ModelName)")
     states["Register"] = _lambda(spec.register_function_arn, {
         "run_id.$": "$$.Execution.Name", "training_job_name.$": "$.training.training_job_name",
         "model_data_url.$": "$.training.model_data_url", "snapshot_id.$": "$.snapshot.snapshot_id",

@@ -1,8 +1,12 @@
 """Private subnets without any route to the internet, for the SageMaker jobs of the training workflow.
 
 shared/network.py's TrainingNetwork always builds NAT gateways (the GPU fleet needs them); the jobs do
-not: with network isolation the containers have no network at all, and SageMaker reaches S3 through the
-VPC's gateway endpoint, scoped to this account's principals. Costs nothing while no job runs.
+not: with network isolation the containers have no network at all. SageMaker's own processes on the job's
+instances use the VPC of VpcConfig for the data and for the job's logs and metrics (AWS knowledge center,
+"sagemaker-access-network-isolation"): S3 through the gateway endpoint, CloudWatch Logs and CloudWatch
+metrics (the metric definitions' series, the tuning objective) through interface endpoints, all scoped to
+this account's principals. The gateway endpoint is free; the two interface endpoints are billed per hour
+and AZ (the plan's cost lists them).
 """
 from __future__ import annotations
 
@@ -17,6 +21,11 @@ from shared import iam
 from shared.context import AwsContext
 
 AZ_COUNT = 2
+# What the SageMaker agent on a job's instances calls besides S3 (with the execution role): job logs, metrics.
+# (PutMetricData has no resource-level permissions; SageMaker's log groups are /aws/sagemaker/<kind>Jobs.)
+INTERFACE_ENDPOINTS = {"logs": (["logs:CreateLogGroup", "logs:CreateLogStream", "logs:DescribeLogStreams",
+                                 "logs:PutLogEvents"], "log-group:/aws/sagemaker/*"),
+                       "monitoring": (["cloudwatch:PutMetricData"], None)}
 
 
 @dataclass(frozen=True)
@@ -80,6 +89,19 @@ class IsolatedSubnets(pulumi.ComponentResource):
         aws.vpc.SecurityGroupEgressRule(f"{name}-jobs-https", security_group_id=sg.id, cidr_ipv4="0.0.0.0/0",
                                         ip_protocol="tcp", from_port=443, to_port=443,
                                         description="S3 through the gateway endpoint", opts=child)
+        endpoint_sg = aws.ec2.SecurityGroup(f"{name}-endpoints-sg", vpc_id=vpc.id,
+                                            description="Interface endpoints: HTTPS from the jobs", opts=child)
+        aws.vpc.SecurityGroupIngressRule(f"{name}-endpoints-https", security_group_id=endpoint_sg.id,
+                                         referenced_security_group_id=sg.id, ip_protocol="tcp", from_port=443,
+                                         to_port=443, description="the jobs' logs and metrics", opts=child)
+        for service, (actions, resource) in INTERFACE_ENDPOINTS.items():
+            aws.ec2.VpcEndpoint(f"{name}-{service}", vpc_id=vpc.id, vpc_endpoint_type="Interface",
+                                service_name=args.ctx.region.apply(lambda r, s=service: f"com.amazonaws.{r}.{s}"),
+                                subnet_ids=[s.id for s in subnets], security_group_ids=[endpoint_sg.id],
+                                private_dns_enabled=True, policy=iam.document([{
+                                    "Sid": "JobTelemetry", "Effect": "Allow", "Principal": "*", "Action": actions,
+                                    "Resource": args.ctx.arn("logs", resource) if resource else "*",
+                                    "Condition": in_account}]), opts=child)
         self.private_subnet_ids = pulumi.Output.all(*[s.id for s in subnets])
         self.security_group_id = sg.id
         self.register_outputs({"private_subnet_ids": self.private_subnet_ids, "security_group_id": self.security_group_id})

@@ -23,6 +23,7 @@ OUTPUT_PREFIX = "training/"
 MANAGED_RULES = ("StepFunctionsGetEventsForSageMakerTrainingJobsRule",
                  "StepFunctionsGetEventsForSageMakerTuningJobsRule",
                  "StepFunctionsGetEventsForSageMakerProcessingJobsRule")
+SYNC_TAGGING = ("sagemaker:AddTags", "sagemaker:ListTags")
 # Step Functions delivers execution logs through CloudWatch Logs' vended log delivery, whose APIs
 # have no resource-level permissions (Step Functions developer guide, "IAM policies for logging").
 LOG_DELIVERY_ACTIONS = ("logs:CreateLogDelivery", "logs:DeleteLogDelivery", "logs:DescribeLogGroups",
@@ -45,8 +46,9 @@ class WorkflowAccess:
 
 
 def _sagemaker(ctx: AwsContext, kind: str, prefix: str) -> pulumi.Output[str]:
-    # SageMaker puts job names into ARNs in lower case.
-    return ctx.arn("sagemaker", f"{kind}/{prefix.lower()}*")
+    # SageMaker puts job names into ARNs in lower case; every job name is "<prefix>-..." (the dash keeps
+    # stack dev out of stack dev2's jobs).
+    return ctx.arn("sagemaker", f"{kind}/{prefix.lower()}-*")
 
 
 def workflow_statements(a: WorkflowAccess) -> list[dict]:
@@ -59,13 +61,16 @@ def workflow_statements(a: WorkflowAccess) -> list[dict]:
         # Tables and alarm topic are encrypted with customer keys (the experiments table may be gpu-training's).
         iam.allow(["kms:Decrypt", "kms:DescribeKey", "kms:GenerateDataKey"],
                   list(dict.fromkeys([a.metadata_key_arn, a.experiments_key_arn])), sid="TableAndTopicKeys"),
-        iam.allow(["sagemaker:CreateTrainingJob", "sagemaker:DescribeTrainingJob", "sagemaker:StopTrainingJob"],
-                  [_sagemaker(ctx, "training-job", a.job_prefix)], sid="TrainingJobs"),
+        # .sync tags each job it creates (MANAGED_BY_AWS=STARTED_BY_STEP_FUNCTIONS: tag-on-create needs
+        # sagemaker:AddTags, aws/aws-cdk#32294 and #26012) and reads the tags back (sagemaker:ListTags, in every
+        # .sync template of the developer guide), on the job it created.
+        iam.allow(["sagemaker:CreateTrainingJob", "sagemaker:DescribeTrainingJob", "sagemaker:StopTrainingJob",
+                   *SYNC_TAGGING], [_sagemaker(ctx, "training-job", a.job_prefix)], sid="TrainingJobs"),
         iam.allow(["sagemaker:CreateHyperParameterTuningJob", "sagemaker:DescribeHyperParameterTuningJob",
-                   "sagemaker:StopHyperParameterTuningJob", "sagemaker:ListTrainingJobsForHyperParameterTuningJob"],
-                  [_sagemaker(ctx, "hyper-parameter-tuning-job", a.job_prefix)], sid="TuningJobs"),
-        iam.allow(["sagemaker:CreateProcessingJob", "sagemaker:DescribeProcessingJob", "sagemaker:StopProcessingJob"],
-                  [_sagemaker(ctx, "processing-job", a.job_prefix)], sid="ProcessingJobs"),
+                   "sagemaker:StopHyperParameterTuningJob", "sagemaker:ListTrainingJobsForHyperParameterTuningJob",
+                   *SYNC_TAGGING], [_sagemaker(ctx, "hyper-parameter-tuning-job", a.job_prefix)], sid="TuningJobs"),
+        iam.allow(["sagemaker:CreateProcessingJob", "sagemaker:DescribeProcessingJob", "sagemaker:StopProcessingJob",
+                   *SYNC_TAGGING], [_sagemaker(ctx, "processing-job", a.job_prefix)], sid="ProcessingJobs"),
         iam.allow(["iam:PassRole"], [a.execution_role_arn], sid="PassExecutionRoleToSageMaker",
                   conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}),
         iam.allow(["events:DescribeRule", "events:PutRule", "events:PutTargets"],

@@ -134,7 +134,34 @@ ROLES = [
             "s3:ListBucket", "s3:GetBucketLocation", "s3:AbortMultipartUpload", "dynamodb:BatchGetItem",
             "dynamodb:BatchWriteItem", "dynamodb:ConditionCheckItem", "dynamodb:DescribeTable", "dynamodb:GetItem",
             "dynamodb:Query", "ssm:GetParameter", "ssm:GetParameters", "ssm:GetParametersByPath")}),
+    # -- the training workflow's functions (issue 9): their tests and the workflow runs in moto ---------------
+    *[RoleSpec(name=f"training_{key} function", code=f"functions/training_{key}", tests=("tests/ml_pipeline/training/",),
+               plan="pipeline_plan", policy=f"training-{key.replace('_', '-')}-policy",
+               bindings=lambda p: _training_bindings(p), runtime={**LAMBDA_RUNTIME, **runtime})
+      for key, runtime in (
+          ("validate", {}), ("snapshot", {}), ("decide", {}), ("register", {}), ("metrics", {}),
+          ("job_events", {**ASYNC_DLQ,
+                          "kms:GenerateDataKey": "SNS encrypts the published message with the topic's key for the "
+                                                 "publisher; Lambda encrypts failed invocations into the data-key DLQ",
+                          "kms:Decrypt": "publishing to a KMS-encrypted topic needs Decrypt too (SNS developer guide)"}))],
 ]
+
+def _training_bindings(plan) -> dict[str, str]:
+    """tests/ml_pipeline/training/training_support.py's names -> the dev plan's."""
+    sm, out = "arn:aws:sagemaker:us-east-1:123456789012:", plan.outputs
+    return {"arn:aws:s3:::processed-bucket/": f"{_s3(plan, 'processed')}/",
+            "arn:aws:s3:::processed-bucket": _s3(plan, "processed"),
+            "arn:aws:s3:::artifacts-bucket/": f"{_s3(plan, 'artifacts')}/",
+            f"{TABLE_ARN}catalog": f"{TABLE_ARN}{out['catalog_table_name']}",
+            f"{TABLE_ARN}model-versions": f"{TABLE_ARN}{out['model_versions_table_name']}",
+            f"{sm}training-job/mlp-test": f"{sm}training-job/mlp-dev",
+            # moto names a tuning job's best training job FakeTrainingJobName; SageMaker names it after the
+            # tuning job (<tuning job name>-NNN-<hash>), which starts with the job prefix.
+            f"{sm}training-job/faketrainingjobname": f"{sm}training-job/mlp-dev-tune-",
+            f"{sm}model-package/mlp-test-image-classifier/": f"{sm}model-package/{out['model_package_group_name']}/",
+            "arn:aws:sns:us-east-1:123456789012:alarms": out["alarm_topic_arn"],
+            "MLPlatform/ml-pipeline-test": "MLPlatform/ml-pipeline-dev"}
+
 
 READS = {"GetObject", "HeadObject", "GetItem", "BatchGetItem", "Query", "Scan", "ReceiveMessage"}
 MULTIPART = {"CreateMultipartUpload", "UploadPart", "CompleteMultipartUpload", "UploadPartCopy"}

@@ -18,6 +18,7 @@ from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state
 from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
 from moto.sagemaker import models as sagemaker_models
 
+from ml_pipeline.observability.drift import RETRAIN_INPUT_TEMPLATE
 from ml_pipeline.training import definition
 from training_support import ARTIFACTS, CATALOG, EXPERIMENTS, JOB_PREFIX, MODEL, PROCESSED, VERSIONS, sample_spec
 
@@ -156,18 +157,29 @@ def _alarms(world) -> list[str]:
     return [m["Body"] for m in messages]
 
 
-def test_a_better_model_is_approved_and_registered_beside_production(world, functions, run_functions):
+def test_a_better_model_is_approved_and_registered_beside_production(world, functions, run_functions, monkeypatch):
+    original = sagemaker_models.FakeTrainingJob.__init__
+
+    def spot_job(self, *args, **kwargs):   # moto reports no times: the ones SageMaker gives a Spot job
+        original(self, *args, **kwargs)
+        self.training_time_in_seconds, self.billable_time_in_seconds = 1800, 600
+
+    monkeypatch.setattr(sagemaker_models.FakeTrainingJob, "__init__", spot_job)
     _seed(world, candidate=0.9, production_accuracy=0.85)
     result = _run(world, functions, "better-run", END)
     assert result["status"] == "SUCCEEDED", result["states"][-4:]
     assert "EvaluateAgainstProduction" in result["states"] and result["states"][-2:] == ["StartDeployment", "ApprovedEnd"]
-    assert run_functions == ["validate", "snapshot", "decide", "register"]
+    assert run_functions == ["validate", "snapshot", "decide", "metrics", "register"]
+    # The dashboards' custom metrics, for the candidate the run evaluated (before it is registered).
+    assert json.loads(result["output"])["published"]["values"] == {
+        "ModelAccuracy": 0.9, "TrainingDurationSeconds": 1800.0, "SpotSavingsPercent": 66.67}
     versions = _versions(world)
     assert versions[1]["status"] == "production"                     # untouched: serving promotes
     new = max(versions)
     assert versions[new]["status"] == "approved" and versions[new]["training_job_name"].startswith(f"{JOB_PREFIX}-better-run-")
     assert versions[new]["model_data_url"].endswith("/output/model.tar.gz")
     run = _run_item(world, "better-run")
+    assert run["trigger"] == "manual" and "drift_alarm_name" not in run     # no trigger in the input
     assert run["status"] == "approved" and run["model_version"] == str(new) and run["snapshot_id"].startswith(DAYS[-1])
     assert json.loads(run["label_counts"]) == {"cat": 150, "dog": 150}
     package = world.sagemaker.describe_model_package(ModelPackageName=versions[new]["model_package_arn"])
@@ -203,6 +215,25 @@ def test_too_few_images_stop_the_run_with_the_reason_recorded(world, functions, 
     run = _run_item(world, "small-run")
     assert run["status"] == "data-rejected" and "60 labelled images" in run["reason"]
     assert list(_versions(world)) == [1]
+
+
+def test_a_run_started_by_the_drift_alarm_is_recorded_as_such(world, functions, run_functions):
+    # What observability's retrain rule sends (RETRAIN_INPUT_TEMPLATE filled by EventBridge).
+    drift = json.loads(RETRAIN_INPUT_TEMPLATE.replace("<alarm>", '"ml-pipeline-test-drift"').replace(
+        "<reason>", '"Threshold Crossed: 1 datapoint [0.41] was greater than the threshold (0.25)."').replace(
+        "<time>", '"2026-11-29T09:00:00Z"'))
+    result = _run(world, functions, "drift-run", drift)       # no statistics yet: the data check stops it
+    assert result["states"][:4] == ["Start", "Trigger", "TriggerDrift", "RecordDriftStart"]
+    assert result["failed_details"][0]["error"] == "DataValidationFailed" and run_functions == ["validate"]
+    run = _run_item(world, "drift-run")
+    assert run["trigger"] == "drift" and run["drift_alarm_name"] == "ml-pipeline-test-drift"
+    assert run["drift_detected_at"] == "2026-11-29T09:00:00Z" and run["drift_reason"].startswith("Threshold Crossed")
+    assert json.loads(run["input"]) == drift and run["status"] == "data-rejected"
+    # A drift input without the alarm's details still runs, recorded with the trigger it names.
+    partial = _run(world, functions, "drift-run-2", {"trigger": "drift", "alarm_name": "a"})
+    assert partial["states"][:4] == ["Start", "Trigger", "TriggerGiven", "RecordStart"]
+    run = _run_item(world, "drift-run-2")
+    assert run["trigger"] == "drift" and "drift_alarm_name" not in run
 
 
 def test_a_failed_training_job_is_recorded_alarmed_and_leaves_production_alone(world, functions, run_functions,

@@ -1,4 +1,4 @@
-"""The workflow's functions against moto: data check, snapshot, decision, registration, job events.
+"""The workflow's functions against moto: data check, snapshot, decision, registration, metrics, job events.
 
 GIVEN statistics items, shards, reports or job events in moto WHEN a handler runs THEN its answer and
 what it wrote are what the workflow and contracts 3, 4 and 7 expect.
@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import json
 
+import boto3
 import pytest
+from moto.sagemaker import models as sagemaker_models
 
-from training_support import ARTIFACTS, CATALOG, GROUP, MODEL, PROCESSED, VERSIONS
+from ml_pipeline import metric_names as project_names
+from training_support import ARTIFACTS, CATALOG, GROUP, MODEL, NAMESPACE, PROCESSED, REGION, VERSIONS
 
 DAY = "2026-11-28"
 
@@ -166,12 +169,58 @@ def test_register_numbers_versions_and_writes_contract_4_items(clean_world, func
     assert rejected["ModelApprovalStatus"] == "Rejected"
 
 
+def test_any_execution_name_makes_valid_package_metadata(clean_world, functions):
+    _training_job(clean_world, "mlp-test-job-d")
+    event = {**_register_event("mlp-test-job-d", True), "run_id": "retrain(2)!'é_ok:1"}
+    arn = functions["register"].handler(event, None)["model_package_arn"]
+    metadata = clean_world.sagemaker.describe_model_package(ModelPackageName=arn)["CustomerMetadataProperties"]
+    assert metadata["run_id"] == "retrain-2---é_ok:1"       # CustomerMetadataMap: [\p{L}\p{Z}\p{N}_.:/=+\-@]
+    assert metadata["training_job_name"] == "mlp-test-job-d"
+
+
 def test_a_retried_registration_returns_the_first_one(clean_world, functions):
     _training_job(clean_world, "mlp-test-job-c")
     first = functions["register"].handler(_register_event("mlp-test-job-c", True), None)
     retried = functions["register"].handler(_register_event("mlp-test-job-c", True), None)
     assert retried == first
     assert len(clean_world.ddb.scan(TableName=VERSIONS)["Items"]) == 1
+
+
+# -- metrics ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize("times, figures", [
+    ({"TrainingTimeInSeconds": 3600, "BillableTimeInSeconds": 1200}, {"TrainingDurationSeconds": 3600.0,
+                                                                      "SpotSavingsPercent": 66.67}),
+    ({"TrainingTimeInSeconds": 900, "BillableTimeInSeconds": 900}, {"TrainingDurationSeconds": 900.0,
+                                                                    "SpotSavingsPercent": 0.0}),
+    ({}, {}),   # no times reported for the job: only the accuracy is published
+])
+def test_job_figures_are_the_training_time_and_the_spot_saving(functions, times, figures):
+    assert functions["metrics"].job_figures({"TrainingJobName": "j", **times}) == figures
+
+
+def test_metrics_are_published_in_the_stack_namespace_per_model(clean_world, functions, monkeypatch):
+    original = sagemaker_models.FakeTrainingJob.__init__
+
+    def timed(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        self.training_time_in_seconds, self.billable_time_in_seconds = 2000, 500
+
+    monkeypatch.setattr(sagemaker_models.FakeTrainingJob, "__init__", timed)
+    _training_job(clean_world, "mlp-test-job-m")
+    result = functions["metrics"].handler({"training_job_name": "mlp-test-job-m", "candidate_accuracy": 0.875}, None)
+    assert result["published"] == {"ModelAccuracy": 0.875, "TrainingDurationSeconds": 2000.0, "SpotSavingsPercent": 75.0}
+    listed = boto3.client("cloudwatch", region_name=REGION).list_metrics(Namespace=NAMESPACE)["Metrics"]
+    found = {m["MetricName"]: m["Dimensions"] for m in listed}
+    assert {n: found.get(n) for n in result["published"]} == {n: [{"Name": "ModelName", "Value": MODEL}]
+                                                              for n in result["published"]}
+
+
+def test_the_metrics_function_publishes_the_names_the_dashboards_read(functions):
+    fn = functions["metrics"]
+    assert (fn.MODEL_ACCURACY, fn.TRAINING_DURATION_SECONDS, fn.SPOT_SAVINGS_PERCENT) == (
+        project_names.MODEL_ACCURACY, project_names.TRAINING_DURATION_SECONDS, project_names.SPOT_SAVINGS_PERCENT)
+    for name in fn.UNITS:
+        assert project_names.DIMENSIONS[name] == (fn.DIMENSION,)
 
 
 # -- SageMaker job events --------------------------------------------------------------------------

@@ -10,6 +10,7 @@ import tarfile
 
 import pytest
 
+from ml_pipeline import metric_names
 from ml_pipeline.training import settings as training_settings
 from ml_pipeline.training.code_package import archive_bytes, code_package
 from ml_pipeline.training.component import TrainingWorkflow, TrainingWorkflowArgs, job_prefix
@@ -111,6 +112,19 @@ def test_the_isolated_subnets_have_no_route_out(pipeline_plan):
     assert endpoint["vpcEndpointType"] == "Gateway"
     egress = pipeline_plan.one("aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule", "training-network-jobs-https")
     assert egress.inputs["fromPort"] == 443 and egress.inputs["ipProtocol"] == "tcp"
+    # With VpcConfig, SageMaker's processes on the instances ship the job's logs and metrics through this VPC:
+    # without these the jobs have no logs and the metric definitions (the tuning objective) no series.
+    subnets = {r.state["id"] for r in pipeline_plan.of_type("aws:ec2/subnet:Subnet") if r.name.startswith("training-network")}
+    jobs_sg = pipeline_plan.one("aws:ec2/securityGroup:SecurityGroup", "training-network-jobs-sg").state["id"]
+    endpoints_sg = pipeline_plan.one("aws:ec2/securityGroup:SecurityGroup", "training-network-endpoints-sg").state["id"]
+    for service in ("logs", "monitoring"):
+        interface = pipeline_plan.one("aws:ec2/vpcEndpoint:VpcEndpoint", f"training-network-{service}").inputs
+        assert interface["serviceName"] == f"com.amazonaws.us-east-1.{service}" and interface["privateDnsEnabled"]
+        assert set(interface["subnetIds"]) == subnets and interface["securityGroupIds"] == [endpoints_sg]
+        assert json.loads(interface["policy"])["Statement"][0]["Condition"] == {
+            "StringEquals": {"aws:PrincipalAccount": "123456789012"}}
+    https = pipeline_plan.one("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule", "training-network-endpoints-https")
+    assert (https.inputs["referencedSecurityGroupId"], https.inputs["fromPort"]) == (jobs_sg, 443)
 
 
 def test_the_workflow_role_passes_only_the_execution_role_only_to_sagemaker(pipeline_plan):
@@ -124,9 +138,14 @@ def test_the_workflow_role_passes_only_the_execution_role_only_to_sagemaker(pipe
     assert sorted(r.rsplit("/", 1)[1] for r in rules["Resource"]) == [
         "StepFunctionsGetEventsForSageMakerProcessingJobsRule", "StepFunctionsGetEventsForSageMakerTrainingJobsRule",
         "StepFunctionsGetEventsForSageMakerTuningJobsRule"]
-    assert statements["TrainingJobs"]["Resource"] == ["arn:aws:sagemaker:us-east-1:123456789012:training-job/mlp-dev*"]
+    assert statements["TrainingJobs"]["Resource"] == ["arn:aws:sagemaker:us-east-1:123456789012:training-job/mlp-dev-*"]
     assert statements["TuningJobs"]["Resource"] == [
-        "arn:aws:sagemaker:us-east-1:123456789012:hyper-parameter-tuning-job/mlp-dev*"]
+        "arn:aws:sagemaker:us-east-1:123456789012:hyper-parameter-tuning-job/mlp-dev-*"]
+    # .sync tags the job it creates and reads its tags back (aws/aws-cdk#32294: AccessDenied on sagemaker:AddTags
+    # for training-job/... without it), on this stack's jobs only.
+    for sid in ("TrainingJobs", "TuningJobs", "ProcessingJobs"):
+        assert {"sagemaker:AddTags", "sagemaker:ListTags"} <= set(statements[sid]["Action"]), sid
+    assert not [s for s in statements.values() if "sagemaker:AddTags" in s["Action"] and s["Resource"] == "*"]
     # The managed rules are Step Functions' own: never defined here.
     assert not [r for r in pipeline_plan.of_type("aws:cloudwatch/eventRule:EventRule")
                 if r.inputs["name"].startswith("StepFunctionsGetEvents")]
@@ -153,7 +172,7 @@ def test_the_schedule_starts_the_state_machine_from_config(pipeline_plan, alone)
     assert schedule["state"] == "ENABLED" and schedule["flexibleTimeWindow"] == {"mode": "OFF"}
     target = schedule["target"]
     assert target["arn"] == pipeline_plan.outputs["training_state_machine_arn"] and json.loads(target["input"]) == {
-        "tune": False}
+        "tune": False, "trigger": "schedule"}
     role_policy = _statements(pipeline_plan, "training-scheduler-policy")["StartTrainingRun"]
     assert role_policy["Action"] == ["states:StartExecution"] and role_policy["Resource"] == [target["arn"]]
     assert alone.one("aws:scheduler/schedule:Schedule", "training-schedule").inputs["state"] == "DISABLED"
@@ -204,11 +223,24 @@ def test_without_gpu_training_the_pipeline_has_its_own_experiments_table(alone):
 def test_each_function_gets_exactly_the_environment_its_handler_reads(pipeline_plan):
     import re
     from pathlib import Path
-    for key in ("validate", "snapshot", "decide", "register", "job_events"):
+    for key in ("validate", "snapshot", "decide", "register", "metrics", "job_events"):
         resource = "training-job-events" if key == "job_events" else f"training-{key}"
         variables = set(pipeline_plan.one("aws:lambda/function:Function", resource).inputs["environment"]["variables"])
         source = (Path(__file__).resolve().parents[3] / "functions" / f"training_{key}" / "handler.py").read_text()
         assert variables == set(re.findall(r'os\.environ\["([A-Z_]+)"\]', source)), key
+
+
+def test_the_metrics_function_publishes_only_into_the_namespace_the_dashboards_read(pipeline_plan):
+    function = pipeline_plan.one("aws:lambda/function:Function", "training-metrics").inputs
+    namespace = function["environment"]["variables"]["METRIC_NAMESPACE"]
+    assert namespace == metric_names.namespace("ml-pipeline-dev")
+    statements = _statements(pipeline_plan, "training-metrics-policy")
+    assert statements["TrainingMetrics"]["Condition"] == {"StringEquals": {"cloudwatch:namespace": namespace}}
+    assert statements["TrainingTimes"]["Resource"] == ["arn:aws:sagemaker:us-east-1:123456789012:training-job/mlp-dev-*"]
+    states = _definition(pipeline_plan)["States"]
+    assert states["Decide"]["Next"] == "PublishMetrics" and states["PublishMetrics"]["Next"] == "Register"
+    assert states["PublishMetrics"]["Parameters"]["FunctionName"] == pipeline_plan.one(
+        "aws:lambda/function:Function", "training-metrics").state["arn"]
 
 
 def test_job_prefix_is_short_lower_case_and_leaves_room_in_tuning_names():

@@ -22,7 +22,8 @@ MODEL = "image-classifier"
 GROUP = f"mlp-test-{MODEL}"
 JOB_PREFIX = "mlp-test"
 SHARD_PREFIX = "shards/"
-FUNCTIONS = ("validate", "snapshot", "decide", "register", "job_events")
+FUNCTIONS = ("validate", "snapshot", "decide", "register", "metrics", "job_events")
+NAMESPACE = "MLPlatform/ml-pipeline-test"
 
 ENVIRONMENT = {
     "validate": {"CATALOG_TABLE": CATALOG, "WINDOW_DAYS": "3", "MIN_IMAGES": "100", "MIN_CLASS_SHARE": "0.1",
@@ -33,6 +34,7 @@ ENVIRONMENT = {
     "decide": {"APPROVAL_THRESHOLD": "0.8", "APPROVAL_TOLERANCE": "0.01"},
     "register": {"VERSIONS_TABLE": VERSIONS, "MODEL_NAME": MODEL, "MODEL_PACKAGE_GROUP": GROUP,
                  "INFERENCE_IMAGE": f"763104351884.dkr.ecr.{REGION}.amazonaws.com/pytorch-inference:2.5.1-cpu-py311"},
+    "metrics": {"MODEL_NAME": MODEL, "METRIC_NAMESPACE": NAMESPACE},
     "job_events": {"ALARM_TOPIC_ARN": f"arn:aws:sns:{REGION}:{ACCOUNT}:alarms"},
 }
 
@@ -54,7 +56,8 @@ def sample_spec(**changes: Any) -> definition.WorkflowSpec:
     spec = definition.WorkflowSpec(
         model_name=MODEL, validate_function_arn=function_arn("validate"),
         snapshot_function_arn=function_arn("snapshot"), decide_function_arn=function_arn("decide"),
-        register_function_arn=function_arn("register"), experiments_table=EXPERIMENTS, versions_table=VERSIONS,
+        register_function_arn=function_arn("register"), metrics_function_arn=function_arn("metrics"),
+        experiments_table=EXPERIMENTS, versions_table=VERSIONS,
         alarm_topic_arn=ENVIRONMENT["job_events"]["ALARM_TOPIC_ARN"],
         execution_role_arn=f"arn:aws:iam::{ACCOUNT}:role/sagemaker-execution",
         training_image=f"763104351884.dkr.ecr.{REGION}.amazonaws.com/pytorch-training:2.5.1-gpu-py311",
