@@ -136,7 +136,13 @@ class Paths:
         return cls(train=Path(env.get("SM_CHANNEL_TRAIN", "/opt/ml/input/data/train")),
                    validation=channel("validation"), pretrained=channel("pretrained"),
                    model_dir=Path(env.get("SM_MODEL_DIR", "/opt/ml/model")),
-                   checkpoints=Path(hp.checkpoint_dir))
+                   checkpoints=checkpoint_folder(Path(hp.checkpoint_dir), env.get("TRAINING_JOB_NAME")))
+
+
+def checkpoint_folder(base: Path, job_name: str | None) -> Path:
+    """Checkpoints under the job's own name: a tuning job's trials share one checkpoint S3 URI, and a trial
+    must never resume from another trial's weights; a Spot restart keeps its job name, so it resumes."""
+    return base / job_name if job_name else base
 
 
 def pretrained_file(channel: Path | None) -> Path | None:

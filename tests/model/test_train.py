@@ -6,6 +6,7 @@ import json
 import os
 import re
 import signal
+from pathlib import Path
 
 import pytest
 import torch
@@ -156,3 +157,11 @@ def test_an_empty_train_channel_fails_clearly(tmp_path):
     env = {"SM_CHANNEL_TRAIN": str(tmp_path / "train"), "SM_MODEL_DIR": str(tmp_path / "model")}
     with pytest.raises(ValueError, match="no \\*.tar shards in the train channel"):
         train.main(["--checkpoint_dir", str(tmp_path / "ckpt")], env)
+
+
+def test_each_job_checkpoints_under_its_own_name_so_tuning_trials_never_share(tmp_path):
+    hp = train.parse_hyperparameters([], {})
+    base = Path(hp.checkpoint_dir)
+    assert train.Paths.from_env({"TRAINING_JOB_NAME": "mlp-dev-tune-001-abc"}, hp).checkpoints == base / "mlp-dev-tune-001-abc"
+    assert train.Paths.from_env({"TRAINING_JOB_NAME": "mlp-dev-tune-002-def"}, hp).checkpoints == base / "mlp-dev-tune-002-def"
+    assert train.Paths.from_env({}, hp).checkpoints == base  # run by hand: the folder given
