@@ -51,7 +51,10 @@ class Dynamo:
     def __init__(self):
         self.written = {}
 
-    def batch_write_item(self, RequestItems):
+    def batch_write_item(self, RequestItems, RawBody=None):
+        if RawBody is not None:  # the consumer sends the body it encoded itself (batch_write)
+            assert RequestItems == {"predictions": []}
+            RequestItems = json.loads(RawBody)["RequestItems"]
         for put in RequestItems["predictions"]:
             item = put["PutRequest"]["Item"]
             self.written[item["request_id"]["S"]] = item
