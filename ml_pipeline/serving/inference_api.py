@@ -120,7 +120,9 @@ class InferenceApi(pulumi.ComponentResource):
                 iam.allow(["dynamodb:BatchWriteItem"], [self.results_table.arn], sid="Results"),
                 iam.allow(["kinesis:DescribeStream", "kinesis:DescribeStreamSummary", "kinesis:GetRecords",
                            "kinesis:GetShardIterator", "kinesis:ListShards"], [self.stream.arn], sid="Stream"),
-                iam.allow(["kms:Decrypt"], [args.data_key_arn], sid="StreamKey"),
+                # Reading the stream decrypts; sending to the on-failure queue (the mapping does it with this
+                # role) takes GenerateDataKey and Decrypt: both are on the data key.
+                iam.allow(["kms:Decrypt", "kms:GenerateDataKey"], [args.data_key_arn], sid="StreamAndQueueKey"),
                 iam.allow(["sqs:SendMessage"], [self.failure_queue.arn], sid="OnFailure"),
                 table_key],
             **common), opts=child)
