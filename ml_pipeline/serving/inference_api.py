@@ -134,8 +134,8 @@ class InferenceApi(pulumi.ComponentResource):
                          "ENDPOINT_NAME": args.endpoint_name, "MODEL_NAME": s.model_name,
                          "STATE_MACHINE_ARN": args.state_machine_arn, "LOG_LEVEL": s.log_level},
             statements=[
-                iam.allow(["dynamodb:GetItem", "dynamodb:Query", "dynamodb:UpdateItem"], [args.versions_table_arn],
-                          sid="Versions"),
+                # Lists versions (Query) and marks promotions (UpdateItem); it never reads one version by key.
+                iam.allow(["dynamodb:Query", "dynamodb:UpdateItem"], [args.versions_table_arn], sid="Versions"),
                 iam.allow(["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"], [args.ab_table_arn],
                           sid="AbTests"),
                 iam.allow(["sagemaker:UpdateEndpointWeightsAndCapacities"], [args.endpoint_arn], sid="Weights"),

@@ -120,3 +120,12 @@ def test_the_consumer_may_send_to_its_encrypted_on_failure_queue(pipeline_plan):
     assert granted("sqs:SendMessage", queue.state["arn"])
     for action in ("kms:GenerateDataKey", "kms:Decrypt"):
         assert granted(action, queue.inputs["kmsMasterKeyId"]), action
+
+
+def test_the_management_function_gets_no_versions_read_it_never_makes(pipeline_plan):
+    # The least-privilege check matches actions, not resources: GetItem (used on the A/B table) once also
+    # stood on the versions table, which the function only queries and updates.
+    policy = json.loads(pipeline_plan.one("aws:iam/rolePolicy:RolePolicy", "inference-manage-policy").inputs["policy"])
+    versions = f"arn:aws:dynamodb:us-east-1:123456789012:table/{pipeline_plan.outputs['model_versions_table_name']}"
+    on_versions = {a for s in policy["Statement"] if versions in s["Resource"] for a in s["Action"]}
+    assert on_versions == {"dynamodb:Query", "dynamodb:UpdateItem"}
