@@ -70,8 +70,10 @@ def _send_raw_body(params, context, **kwargs):
 
 
 def batch_write(puts: list) -> list:
-    """One BatchWriteItem of up to 25 PutRequests; returns the unprocessed ones."""
-    body = _encode({"RequestItems": {RESULTS_TABLE: puts}}).encode()
+    """One BatchWriteItem of up to 25 PutRequests (JSON text, or the dicts DynamoDB returned unprocessed);
+    returns the unprocessed ones."""
+    body = ('{"RequestItems":{' + _encode(RESULTS_TABLE) + ":["
+            + ",".join(p if isinstance(p, str) else _encode(p) for p in puts) + "]}}").encode()
     answer = _client("dynamodb").batch_write_item(RequestItems={RESULTS_TABLE: []}, RawBody=body)
     return answer.get("UnprocessedItems", {}).get(RESULTS_TABLE, [])
 
@@ -172,19 +174,22 @@ def predict(chunk: list[Request], variant: str | None) -> None:
         start = end
 
 
+def put_request(r: Request, expires: str) -> str:
+    """The PutRequest of a request's result item as DynamoDB JSON text; every string through the encoder.
+    Four attributes at most: each one is a share of the write's CPU."""
+    parts = ['{"PutRequest":{"Item":{"request_id":{"S":', _encode(r.request_id), '},"status":{"S":',
+             _encode(r.status), '},"expires_at":{"N":"', expires, '"}']
+    if r.result is not None:
+        parts += [',"result":{"S":', _encode(r.result), "}"]
+    if r.error:
+        parts += [',"error":{"S":', _encode(r.error), "}"]
+    parts.append("}}}")
+    return "".join(parts)
+
+
 def write(requests: list[Request], now: int) -> None:
-    expires = {"N": str(now + RESULT_TTL_SECONDS)}
-    done = {"S": "done"}
-    items = []
-    for r in requests:
-        # Four attributes at most: each one is a share of the write's CPU.
-        item = {"request_id": {"S": r.request_id}, "status": done if r.status == "done" else {"S": r.status},
-                "expires_at": expires}
-        if r.result is not None:
-            item["result"] = {"S": r.result}
-        if r.error:
-            item["error"] = {"S": r.error}
-        items.append((r, {"PutRequest": {"Item": item}}))
+    expires = str(now + RESULT_TTL_SECONDS)
+    items = [(r, put_request(r, expires)) for r in requests]
     for start in range(0, len(items), WRITE_BATCH):
         batch = items[start:start + WRITE_BATCH]
         pending = [put for _, put in batch]
@@ -197,9 +202,11 @@ def write(requests: list[Request], now: int) -> None:
                 break
             time.sleep(0.05 * 2 ** attempt)
         if pending:
-            unwritten = {p["PutRequest"]["Item"]["request_id"]["S"] for p in pending}
-            for request, _ in batch:
-                if request.request_id in unwritten:
+            # Text when no call answered at all; DynamoDB's unprocessed items (dicts) otherwise.
+            unsent = {p for p in pending if isinstance(p, str)}
+            unwritten = {p["PutRequest"]["Item"]["request_id"]["S"] for p in pending if not isinstance(p, str)}
+            for request, put in batch:
+                if put in unsent or request.request_id in unwritten:
                     request.retry = True
 
 
