@@ -47,13 +47,13 @@ def _client(name: str):
             client.meta.events.register("before-parameter-build.dynamodb.BatchWriteItem", _take_raw_body)
             client.meta.events.register("before-call.dynamodb.BatchWriteItem", _send_raw_body)
         # botocore's models and the client are long-lived: out of the cyclic collector's sight, the full
-        # collections a batch's allocations trigger no longer walk them (about 5% of a batch's CPU).
+        # collections a batch's allocations trigger no longer walk them (a few percent of a batch's CPU).
         gc.freeze()
     return client
 
 
-# BatchWriteItem's body is sent as this function writes it: the items are already DynamoDB JSON (the wire
-# format), so one json.dumps replaces botocore's walk of the model for each attribute (a third of a
+# BatchWriteItem's body is sent as this function writes it: each item is DynamoDB JSON text (the wire
+# format, see put_request), which replaces botocore's walk of the model for each attribute (a third of a
 # write's CPU). The call names the table with an empty item list (what the request is signed and
 # recorded for); the body replaces that request's body before it is signed.
 RAW_BODY = "RawBody"
