@@ -67,3 +67,11 @@ def prod_plans(projects) -> tuple[runner.Plan, runner.Plan]:
 @pytest.fixture(scope="session")
 def plans(gpu_plan, pipeline_plan) -> list[runner.Plan]:
     return [gpu_plan, pipeline_plan]
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """The least-privilege check judges the AWS calls every function's and instance script's tests recorded
+    (tests/iam_recorder.py), so it runs after all of them, wherever they sort."""
+    last = [item for item in items if item.path.name == "test_least_privilege.py"]
+    if last:
+        items[:] = [item for item in items if item.path.name != "test_least_privilege.py"] + last

@@ -210,6 +210,11 @@ def _sagemaker(call: Call) -> list[Authorization]:
     for param, kind in _SAGEMAKER_RESOURCES.items():
         if param in p:
             return [(f"sagemaker:{call.operation}", f"{arn}{kind}/{p[param].lower()}", {})]
+    # Serving: the runtime (InvokeEndpoint) and the endpoint calls also sign as sagemaker.
+    if call.operation == "DescribeEndpointConfig":
+        return [(f"sagemaker:{call.operation}", f"{arn}endpoint-config/{p['EndpointConfigName'].lower()}", {})]
+    if "EndpointName" in p:
+        return [(f"sagemaker:{call.operation}", f"{arn}endpoint/{p['EndpointName'].lower()}", {})]
     raise KeyError(f"no IAM mapping for sagemaker:{call.operation}; add one to tests/iam_recorder.py")
 
 

@@ -19,10 +19,18 @@ from ml_pipeline.serving.settings import VARIANTS, ServingSettings
 from shared import iam
 from shared.context import AwsContext
 from shared.lambda_function import PythonFunction, PythonFunctionArgs
+from shared.logs import encrypted_log_group
 from shared.table import Table, TableArgs
 
 # The endpoint's metrics (AWS/SageMaker) that roll a blue/green update back when they alarm.
 ENDPOINT_NAMESPACE = "AWS/SageMaker"
+# Step Functions delivers execution logs through CloudWatch Logs' vended-log delivery, whose APIs have no
+# resource-level permissions (the log group's name and its key decide where logs may go).
+LOG_DELIVERY_ACTIONS = ("logs:CreateLogDelivery", "logs:DeleteLogDelivery", "logs:DescribeLogGroups",
+                        "logs:DescribeResourcePolicies", "logs:GetLogDelivery", "logs:ListLogDeliveries",
+                        "logs:PutResourcePolicy", "logs:UpdateLogDelivery")
+XRAY_ACTIONS = ("xray:GetSamplingRules", "xray:GetSamplingTargets", "xray:PutTelemetryRecords",
+                "xray:PutTraceSegments")
 
 
 @dataclass(frozen=True)
@@ -202,7 +210,14 @@ class ModelDeployment(pulumi.ComponentResource):
             iam.allow(["kms:CreateGrant"], [args.data_key_arn], sid="EndpointKeyGrants",
                       conditions={"Bool": {"kms:GrantIsForAWSResource": "true"}}),
             iam.allow(["kms:DescribeKey"], [args.data_key_arn], sid="EndpointKey"),
+            iam.unscoped(list(LOG_DELIVERY_ACTIONS), sid="ExecutionLogDelivery",
+                         why="CloudWatch Logs vended log delivery APIs have no resource-level permissions"),
+            iam.unscoped(list(XRAY_ACTIONS), sid="XRay", why="X-Ray APIs have no resource-level permissions"),
         ]), opts=child)
+        # Under /aws/vendedlogs/states/<prefix>-*: the metadata key lets CloudWatch Logs use it there only.
+        log_group = encrypted_log_group(
+            f"{name}-workflow-logs", log_group_name=f"/aws/vendedlogs/states/{state_machine_name(prefix)}",
+            kms_key_arn=args.metadata_key_arn, retention_days=args.log_retention_days, opts=child)
 
         # SageMaker appends <endpoint>/<variant>/yyyy/mm/dd/hh/ to the destination (where drift reads).
         capture_uri = pulumi.Output.concat("s3://", args.logs_bucket_name, "/", args.capture_prefix.rstrip("/"))
@@ -219,6 +234,11 @@ class ModelDeployment(pulumi.ComponentResource):
             security_group_ids=v["groups"])), indent=2))
         self.state_machine = aws.sfn.StateMachine(
             f"{name}-workflow", name=state_machine_name(prefix), role_arn=sfn_role.arn, definition=body,
-            type="STANDARD", opts=pulumi.ResourceOptions(parent=self, depends_on=[sfn_policy]))
+            type="STANDARD",
+            logging_configuration=aws.sfn.StateMachineLoggingConfigurationArgs(
+                level="ALL", include_execution_data=True, log_destination=pulumi.Output.concat(log_group.arn, ":*")),
+            tracing_configuration=aws.sfn.StateMachineTracingConfigurationArgs(enabled=True),
+            # Step Functions checks the role's permissions (log delivery included) when it creates the machine.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[sfn_policy]))
         self.register_outputs({"endpoint_name": endpoint, "ab_table_name": self.ab_table.name,
                                "state_machine_arn": self.state_machine.arn})

@@ -120,7 +120,9 @@ class InferenceApi(pulumi.ComponentResource):
                 iam.allow(["dynamodb:BatchWriteItem"], [self.results_table.arn], sid="Results"),
                 iam.allow(["kinesis:DescribeStream", "kinesis:DescribeStreamSummary", "kinesis:GetRecords",
                            "kinesis:GetShardIterator", "kinesis:ListShards"], [self.stream.arn], sid="Stream"),
-                iam.allow(["kms:Decrypt"], [args.data_key_arn], sid="StreamKey"),
+                # Reading the stream decrypts; sending to the on-failure queue (the mapping does it with this
+                # role) takes GenerateDataKey and Decrypt: both are on the data key.
+                iam.allow(["kms:Decrypt", "kms:GenerateDataKey"], [args.data_key_arn], sid="StreamAndQueueKey"),
                 iam.allow(["sqs:SendMessage"], [self.failure_queue.arn], sid="OnFailure"),
                 table_key],
             **common), opts=child)
@@ -132,8 +134,8 @@ class InferenceApi(pulumi.ComponentResource):
                          "ENDPOINT_NAME": args.endpoint_name, "MODEL_NAME": s.model_name,
                          "STATE_MACHINE_ARN": args.state_machine_arn, "LOG_LEVEL": s.log_level},
             statements=[
-                iam.allow(["dynamodb:GetItem", "dynamodb:Query", "dynamodb:UpdateItem"], [args.versions_table_arn],
-                          sid="Versions"),
+                # Lists versions (Query) and marks promotions (UpdateItem); it never reads one version by key.
+                iam.allow(["dynamodb:Query", "dynamodb:UpdateItem"], [args.versions_table_arn], sid="Versions"),
                 iam.allow(["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"], [args.ab_table_arn],
                           sid="AbTests"),
                 iam.allow(["sagemaker:UpdateEndpointWeightsAndCapacities"], [args.endpoint_arn], sid="Weights"),

@@ -1,6 +1,7 @@
 """Serving's settings: the endpoint's variants and instances, deployment guardrails, autoscaling and the API."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from shared.config_reader import ConfigError, ConfigReader
@@ -8,8 +9,12 @@ from shared.lambda_function import ARCHITECTURES, LOG_LEVELS
 
 VARIANTS = ("champion", "challenger")
 # Instance families whose volumes are local NVMe: SageMaker rejects an endpoint config KmsKeyId for
-# them (the local storage is encrypted by the hardware), so the volume key is left out there.
-LOCAL_STORAGE_FAMILIES = ("c5d", "m5d", "r5d", "g4dn", "g5", "g6", "g6e", "p3dn", "p4d", "p4de", "p5", "inf2", "trn1")
+# them (the local storage is encrypted by the hardware), so the volume key is left out there. The named
+# families, and every family with a "d" among its letters after the generation (m5d, c6gd, r6id, m5dn),
+# as the training workflow's rule (ml_pipeline/training/definition.py).
+LOCAL_STORAGE_FAMILIES = ("g4dn", "g5", "g6", "g6e", "p3dn", "p4d", "p4de", "p5", "p5e", "p5en", "inf2", "trn1",
+                          "trn1n")
+_LOCAL_STORAGE_LETTERS = re.compile(r"[a-z]+\d+[a-z]*d[a-z]*")
 
 
 def _instance_type_ok(value: str) -> bool:
@@ -18,7 +23,8 @@ def _instance_type_ok(value: str) -> bool:
 
 
 def has_local_storage(instance_type: str) -> bool:
-    return instance_type.split(".")[1] in LOCAL_STORAGE_FAMILIES
+    family = instance_type.split(".")[1]
+    return family in LOCAL_STORAGE_FAMILIES or bool(_LOCAL_STORAGE_LETTERS.fullmatch(family))
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ import pytest
 
 import full_program
 from tests import iam_recorder
+from tests.ml_pipeline.serving import iam_mappings  # noqa: F401  (maps the serving functions' calls)
 
 # Used on the code's behalf by the runtime, never by the code itself.
 LAMBDA_RUNTIME = {
@@ -109,6 +110,39 @@ ROLES = [
                   # No call is a ListObjects: with this grant S3 answers a deleted source 404 instead of 403, so
                   # the function can tell a deleted upload from a policy error (issue 8).
                   "s3:ListBucket": "makes a missing key answer 404 (NoSuchKey) rather than 403"}),
+    # -- serving (issue 10): the inference functions and the deployment's autoscaling function -------------
+    RoleSpec(
+        name="serving_predict function", code="functions/serving_predict",
+        tests=("tests/ml_pipeline/serving/",), plan="pipeline_plan", policy="inference-predict-policy",
+        bindings=lambda p: _serving_names(p),
+        keys=lambda p: {**plan_keys(p), _stream(p): p.outputs["data_kms_key_arn"]},
+        runtime=LAMBDA_RUNTIME),
+    RoleSpec(
+        name="serving_consumer function", code="functions/serving_consumer",
+        tests=("tests/ml_pipeline/serving/",), plan="pipeline_plan", policy="inference-consumer-policy",
+        bindings=lambda p: _serving_names(p),
+        runtime={**LAMBDA_RUNTIME, **{f"kinesis:{a}": "the Kinesis event source mapping reads the stream with "
+                                      "the function's role" for a in ("DescribeStream", "DescribeStreamSummary",
+                                                                      "GetRecords", "GetShardIterator", "ListShards")},
+                 "kms:Decrypt": "the event source mapping reads the data-key-encrypted stream; sending to the "
+                                "encrypted on-failure queue decrypts too",
+                 "sqs:SendMessage": "the event source mapping sends what it gives up on to the on-failure queue"}),
+    RoleSpec(
+        name="serving_manage function", code="functions/serving_manage",
+        tests=("tests/ml_pipeline/serving/",), plan="pipeline_plan", policy="inference-manage-policy",
+        bindings=lambda p: _serving_names(p), runtime=LAMBDA_RUNTIME),
+    RoleSpec(
+        name="serving_autoscaling function", code="functions/serving_autoscaling",
+        tests=("tests/ml_pipeline/serving/",), plan="pipeline_plan", policy="serving-autoscaling-policy",
+        bindings=lambda p: _serving_names(p),
+        runtime={**LAMBDA_RUNTIME,
+                 # Application Auto Scaling authorizes what scaling will do as the registering caller.
+                 "sagemaker:UpdateEndpointWeightsAndCapacities": "Application Auto Scaling checks the caller may "
+                                                                 "change the variant's instance count",
+                 "iam:CreateServiceLinkedRole": "Application Auto Scaling creates its SageMaker service-linked "
+                                                "role on an account's first registration, as the caller",
+                 **{f"cloudwatch:{a}": "target tracking creates and deletes its alarms as the caller"
+                    for a in ("DescribeAlarms", "PutMetricAlarm", "DeleteAlarms")}}),
     RoleSpec(
         name="drift_monitor function", code="functions/drift_monitor",
         tests=("tests/ml_pipeline/observability/test_drift_monitor.py",
@@ -161,6 +195,23 @@ def _training_bindings(plan) -> dict[str, str]:
             f"{sm}model-package/mlp-test-image-classifier/": f"{sm}model-package/{out['model_package_group_name']}/",
             "arn:aws:sns:us-east-1:123456789012:alarms": out["alarm_topic_arn"],
             "MLPlatform/ml-pipeline-test": "MLPlatform/ml-pipeline-dev"}
+
+
+def _stream(plan) -> str:
+    return f"arn:aws:kinesis:us-east-1:123456789012:stream/{plan.outputs['predict_stream_name']}"
+
+
+def _serving_names(plan) -> dict[str, str]:
+    """The serving tests' names (tests/ml_pipeline/serving/fakes.py, test_inference_api.py) -> the plan's."""
+    sagemaker = "arn:aws:sagemaker:us-east-1:123456789012:"
+    return {f"{TABLE_ARN}predictions": f"{TABLE_ARN}{plan.outputs['predictions_table_name']}",
+            f"{TABLE_ARN}ml-pipeline-test-ab-tests": f"{TABLE_ARN}{plan.outputs['ab_tests_table_name']}",
+            f"{TABLE_ARN}ml-pipeline-test-model-versions": f"{TABLE_ARN}{plan.outputs['model_versions_table_name']}",
+            "arn:aws:kinesis:us-east-1:123456789012:stream/requests": _stream(plan),
+            f"{sagemaker}endpoint/ml-pipeline-test-image-classifier": f"{sagemaker}endpoint/{plan.outputs['endpoint_name']}",
+            # The tests' endpoint configs (c1, c2, ...) stand for the workflow's <prefix>-v<version>-<suffix>.
+            f"{sagemaker}endpoint-config/": f"{sagemaker}endpoint-config/ml-pipeline-dev-v1-",
+            "arn:aws:states:us-east-1:123456789012:stateMachine:deploy": plan.outputs["deployment_state_machine_arn"]}
 
 
 READS = {"GetObject", "HeadObject", "GetItem", "BatchGetItem", "Query", "Scan", "ReceiveMessage"}
@@ -322,7 +373,7 @@ def test_the_mapping_knows_the_exceptions_to_prefix_plus_operation():
 
 
 def test_a_missing_grant_and_an_unused_one_are_both_reported(full_plan):
-    role = ROLES[1]
+    role = next(r for r in ROLES if r.name == "drift_monitor function")
     calls = [_call("s3", "GetObject", {"Bucket": "mlp-test-logs", "Key": "data-capture/ml-pipeline-test-endpoint/x"}),
              _call("s3", "DeleteObject", {"Bucket": "mlp-test-logs", "Key": "data-capture/x"})]
     v = verdict(role, full_plan, calls)

@@ -154,3 +154,12 @@ def test_models_run_in_the_given_subnets_and_both_go_together():
     assert "VpcConfig" not in definition(DeploymentParams(**base))["States"]["CreateModel"]["Parameters"]
     with pytest.raises(ValueError, match="go together"):
         DeploymentParams(**base, subnet_ids=("subnet-1",))
+
+
+@pytest.mark.parametrize("instance_type, local", [
+    ("ml.m5.large", False), ("ml.c7i.xlarge", False), ("ml.inf1.xlarge", False), ("ml.c6in.large", False),
+    ("ml.g5.xlarge", True), ("ml.g4dn.xlarge", True), ("ml.m5d.large", True),
+    # NVMe families the named list once missed: a volume key there fails CreateEndpointConfig.
+    ("ml.m6gd.large", True), ("ml.c6id.xlarge", True), ("ml.r6gd.large", True), ("ml.m5dn.large", True)])
+def test_instance_families_with_local_nvme_get_no_volume_key(instance_type, local):
+    assert fakes.settings({"endpointInstanceType": instance_type}).volume_kms is not local

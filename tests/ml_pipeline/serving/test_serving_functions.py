@@ -51,7 +51,10 @@ class Dynamo:
     def __init__(self):
         self.written = {}
 
-    def batch_write_item(self, RequestItems):
+    def batch_write_item(self, RequestItems, RawBody=None):
+        if RawBody is not None:  # the consumer sends the body it encoded itself (batch_write)
+            assert RequestItems == {"predictions": []}
+            RequestItems = json.loads(RawBody)["RequestItems"]
         for put in RequestItems["predictions"]:
             item = put["PutRequest"]["Item"]
             self.written[item["request_id"]["S"]] = item
@@ -160,3 +163,46 @@ def test_requests_for_different_variants_go_in_separate_calls(consumer):
     consumer.handler(event, None)
     results = {k: json.loads(v["result"]["S"])["variant"] for k, v in consumer._clients["dynamodb"].written.items()}
     assert results == {"a": "champion", "b": "challenger"} and runtime.calls == [1, 1]
+
+
+class StubbornDynamo(Dynamo):
+    """Leaves the listed request ids unprocessed on every call, or fails every call when ``down``."""
+
+    def __init__(self, unprocessed=(), down=False):
+        super().__init__()
+        self.unprocessed, self.down, self.calls = set(unprocessed), down, 0
+
+    def batch_write_item(self, RequestItems, RawBody=None):
+        self.calls += 1
+        if self.down:
+            raise ClientError({"Error": {"Code": "InternalServerError", "Message": "down"}}, "BatchWriteItem")
+        puts = json.loads(RawBody)["RequestItems"]["predictions"]
+        kept = [p for p in puts if p["PutRequest"]["Item"]["request_id"]["S"] in self.unprocessed]
+        super().batch_write_item({"predictions": [p for p in puts if p not in kept]})
+        return {"UnprocessedItems": {"predictions": kept} if kept else {}}
+
+
+def test_results_dynamodb_leaves_unprocessed_are_retried_then_reported_alone(consumer):
+    # GIVEN a table that keeps refusing b's result WHEN a batch of three is processed
+    consumer._clients["sagemaker-runtime"] = Runtime()
+    dynamo = consumer._clients["dynamodb"] = StubbornDynamo(unprocessed={"b"})
+    event = _records(*({"request_id": r, "instances": [IMAGE]} for r in "abc"))
+    # THEN only b goes back to the stream, after the bounded retries; a and c are written
+    assert consumer.handler(event, None) == {"batchItemFailures": [{"itemIdentifier": "101"}]}
+    assert sorted(dynamo.written) == ["a", "c"] and dynamo.calls == 4
+
+
+def test_a_results_table_that_never_answers_sends_every_record_back(consumer):
+    consumer._clients["sagemaker-runtime"] = Runtime()
+    consumer._clients["dynamodb"] = StubbornDynamo(down=True)
+    event = _records({"request_id": "a", "instances": [IMAGE]}, {"request_id": "b", "instances": [POISON]})
+    assert consumer.handler(event, None) == {"batchItemFailures": [{"itemIdentifier": "100"}, {"itemIdentifier": "101"}]}
+
+
+def test_the_result_items_are_dynamodb_json_with_every_string_escaped(consumer):
+    consumer._clients["sagemaker-runtime"] = Runtime()
+    event = _records({"request_id": 'x"\\y', "instances": [IMAGE]})
+    assert consumer.handler(event, None) == {"batchItemFailures": []}
+    item = consumer._clients["dynamodb"].written['x"\\y']
+    assert item["status"] == {"S": "done"} and int(item["expires_at"]["N"]) > 0
+    assert json.loads(item["result"]["S"]) == {"predictions": [{"label": "cat", "probability": 0.9}], "variant": "champion"}

@@ -86,3 +86,46 @@ def test_serving_settings_are_values_the_api_accepts(pipeline_plan, token, name,
     else:
         low, high = shape.metadata.get("min", float("-inf")), shape.metadata.get("max", float("inf"))
         assert low <= value <= high, (value, low, high)
+
+
+def test_the_deployment_workflow_logs_to_its_encrypted_group_and_traces(pipeline_plan):
+    machine = pipeline_plan.one("aws:sfn/stateMachine:StateMachine", "serving-workflow").inputs
+    assert machine["tracingConfiguration"] == {"enabled": True}
+    logging = machine["loggingConfiguration"]
+    assert logging["level"] == "ALL" and logging["includeExecutionData"] is True
+    group = pipeline_plan.one("aws:cloudwatch/logGroup:LogGroup", "serving-workflow-logs").inputs
+    # The metadata key lets CloudWatch Logs use it under /aws/vendedlogs/states/<prefix>-* only.
+    assert group["name"] == "/aws/vendedlogs/states/ml-pipeline-dev-deploy-model"
+    assert group["kmsKeyId"] == pipeline_plan.outputs["metadata_kms_key_arn"]
+    assert logging["logDestination"] == f"arn:aws:logs:us-east-1:123456789012:log-group:{group['name']}:*"
+    policy = json.loads(pipeline_plan.one("aws:iam/rolePolicy:RolePolicy", "serving-workflow-policy").inputs["policy"])
+    unscoped = {a for s in policy["Statement"] if s["Resource"] == "*" for a in s["Action"]}
+    assert {"logs:CreateLogDelivery", "logs:GetLogDelivery", "logs:UpdateLogDelivery", "logs:DeleteLogDelivery",
+            "logs:ListLogDeliveries", "logs:PutResourcePolicy", "logs:DescribeResourcePolicies",
+            "logs:DescribeLogGroups", "xray:PutTraceSegments", "xray:PutTelemetryRecords",
+            "xray:GetSamplingRules", "xray:GetSamplingTargets"} == unscoped
+
+
+def test_the_consumer_may_send_to_its_encrypted_on_failure_queue(pipeline_plan):
+    # Lambda sends what the mapping gives up on with the function's role: SQS encrypts it with the queue's
+    # key, which takes kms:GenerateDataKey (and Decrypt) from the sender.
+    queue = pipeline_plan.one("aws:sqs/queue:Queue", "inference-failures")
+    mapping = pipeline_plan.one("aws:lambda/eventSourceMapping:EventSourceMapping", "inference-consumer-mapping").inputs
+    assert mapping["destinationConfig"]["onFailure"]["destinationArn"] == queue.state["arn"]
+    policy = json.loads(pipeline_plan.one("aws:iam/rolePolicy:RolePolicy", "inference-consumer-policy").inputs["policy"])
+
+    def granted(action, resource):
+        return any(action in s["Action"] and resource in s["Resource"] for s in policy["Statement"])
+
+    assert granted("sqs:SendMessage", queue.state["arn"])
+    for action in ("kms:GenerateDataKey", "kms:Decrypt"):
+        assert granted(action, queue.inputs["kmsMasterKeyId"]), action
+
+
+def test_the_management_function_gets_no_versions_read_it_never_makes(pipeline_plan):
+    # The least-privilege check matches actions, not resources: GetItem (used on the A/B table) once also
+    # stood on the versions table, which the function only queries and updates.
+    policy = json.loads(pipeline_plan.one("aws:iam/rolePolicy:RolePolicy", "inference-manage-policy").inputs["policy"])
+    versions = f"arn:aws:dynamodb:us-east-1:123456789012:table/{pipeline_plan.outputs['model_versions_table_name']}"
+    on_versions = {a for s in policy["Statement"] if versions in s["Resource"] for a in s["Action"]}
+    assert on_versions == {"dynamodb:Query", "dynamodb:UpdateItem"}

@@ -83,11 +83,3 @@ def clean_world(world: World) -> World:
         for message in messages:
             world.sqs.delete_message(QueueUrl=world.alarm_queue_url, ReceiptHandle=message["ReceiptHandle"])
     return world
-
-
-def pytest_collection_modifyitems(session, config, items):
-    """The least-privilege check (tests/ml_pipeline/observability/test_least_privilege.py) judges the calls the
-    training functions make in these tests, which sort after it: it runs last when both are collected."""
-    last = [item for item in items if item.path.name == "test_least_privilege.py"]
-    if last:
-        items[:] = [item for item in items if item.path.name != "test_least_privilege.py"] + last
