@@ -17,7 +17,7 @@ from shared.contracts import GPU_TRAINING_PROJECT
 from shared.kms import EncryptionKey, EncryptionKeyArgs
 from shared.logs import encrypted_log_group
 from shared.naming import physical_name
-from shared.network import NetworkArgs, TrainingNetwork
+from shared.network import INTERFACE_SERVICES, NetworkArgs, TrainingNetwork
 from shared.tagging import register_stack_tags
 
 cfg = stack_config.load()
@@ -46,7 +46,7 @@ read_only_bucket_arns = [ctx.bucket_arn(name) for name in cfg.read_only_bucket_n
 
 network = TrainingNetwork("network", NetworkArgs(
     ctx=ctx, name_prefix=prefix, vpc_cidr=cfg.vpc_cidr, nat_mode=cfg.nat_mode,
-    interface_endpoints=cfg.interface_endpoints, kms_key_arn=key.arn, log_retention_days=cfg.log_retention_days,
+    interface_endpoints=INTERFACE_SERVICES if cfg.interface_endpoints else (), kms_key_arn=key.arn, log_retention_days=cfg.log_retention_days,
     bucket_arns=bucket_arns, table_arn=storage.experiments.arn, read_only_bucket_arns=read_only_bucket_arns,
 ))
 

@@ -158,6 +158,9 @@ class RecordingMocks(pulumi.runtime.Mocks):
                 state["defaultRouteTableId"] = f"rtb-{_short_hash(name + 'rt', 17)}"
             if kind == "LaunchTemplate":
                 state["latestVersion"] = 1
+            if kind == "VpcEndpoint" and inputs.get("vpcEndpointType") == "Gateway":
+                # AWS's managed prefix list of the service (com.amazonaws.<region>.s3): security group rules use it.
+                state["prefixListId"] = f"pl-{_short_hash(inputs.get('serviceName', name), 8)}"
         else:
             state.setdefault("arn", self._arn(service, f"{kind.lower()}/{phys}"))
         state.setdefault("id", rid)

@@ -7,6 +7,7 @@ state changes of this stack are logged and failures alarmed by a small function.
 """
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 from dataclasses import dataclass
@@ -19,16 +20,28 @@ from ml_pipeline import metric_names
 from ml_pipeline.training import definition, policies
 from ml_pipeline.training.alarms import training_alarms
 from ml_pipeline.training.code_package import ENTRY_POINT, MODEL_DIR, code_package
-from ml_pipeline.training.network import IsolatedSubnets, IsolatedSubnetsArgs
 from ml_pipeline.training.settings import TrainingSettings
 from shared import iam
 from shared.context import AwsContext
 from shared.lambda_function import PythonFunction, PythonFunctionArgs
 from shared.logs import encrypted_log_group
+from shared.network import EndpointAccess, NetworkArgs, TrainingNetwork, Workload
 from shared.table import Index, Table, TableArgs
 
 FUNCTION_TIMEOUT_S = 60
 SCHEDULE_INPUT = json.dumps({"tune": False, "trigger": definition.TRIGGER_SCHEDULE})
+# trainingNetwork own: two AZs of the shared network without any route out (issue 9). With network isolation
+# the containers have no network; SageMaker's own processes on the job's instances use the VpcConfig's VPC
+# for the data (S3 gateway endpoint) and for the job's logs and metrics (the metric definitions' series,
+# the tuning objective): interface endpoints, billed per hour and AZ (the plan's cost lists them).
+JOBS_VPC_CIDR = ipaddress.IPv4Network("10.30.0.0/22")
+JOBS_AZ_COUNT = 2
+JOBS = Workload(key="jobs", description="SageMaker jobs: members of one job reach each other; HTTPS to the endpoints",
+                peers_why="distributed training between the instances of a job", members="the jobs",
+                endpoints_why="the jobs' logs and metrics", reads_agent_buckets=False)
+# What the SageMaker agent on a job's instances calls besides S3 (with the execution role): job logs and
+# metrics. PutMetricData has no resource-level permissions; SageMaker's log groups are /aws/sagemaker/<kind>Jobs.
+JOBS_ENDPOINTS = ("logs", "monitoring")
 
 
 def job_prefix(name_prefix: str) -> str:
@@ -138,9 +151,16 @@ class TrainingWorkflow(pulumi.ComponentResource):
         self.code_url = pulumi.Output.concat("s3://", code.bucket, "/", code.key)
 
         if args.subnet_ids is None:
-            network = IsolatedSubnets(f"{name}-network", IsolatedSubnetsArgs(
-                ctx=ctx, name_prefix=prefix, bucket_arns=(args.processed_bucket_arn, args.artifacts_bucket_arn)),
-                opts=child)
+            network = TrainingNetwork(f"{name}-network", NetworkArgs(
+                ctx=ctx, name_prefix=f"{prefix}-training", vpc_cidr=JOBS_VPC_CIDR, nat_mode="none",
+                az_count=JOBS_AZ_COUNT, interface_endpoints=JOBS_ENDPOINTS, endpoint_access={
+                    "logs": EndpointAccess(["logs:CreateLogGroup", "logs:CreateLogStream", "logs:DescribeLogStreams",
+                                            "logs:PutLogEvents"], [ctx.arn("logs", "log-group:/aws/sagemaker/*")]),
+                    "monitoring": EndpointAccess(["cloudwatch:PutMetricData"])},
+                kms_key_arn=args.metadata_key_arn, log_retention_days=args.log_retention_days,
+                bucket_arns=(args.processed_bucket_arn, args.artifacts_bucket_arn), workload=JOBS,
+                # Under /mlplatform/<prefix>/: the metadata key's Logs grant covers it.
+                flow_log_group_name=f"/mlplatform/{prefix}/training-vpc-flow-logs"), opts=child)
             subnet_ids, security_group_id = network.private_subnet_ids, network.security_group_id
         else:
             subnet_ids, security_group_id = args.subnet_ids, args.security_group_id

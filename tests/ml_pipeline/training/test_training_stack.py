@@ -103,28 +103,64 @@ def test_the_deployed_definition_uses_sync_jobs_and_the_stack_resources(pipeline
     assert states["StartDeployment"]["Parameters"]["StateMachineArn"] == pipeline_plan.outputs["deployment_state_machine_arn"]
 
 
+def _network(plan, type_token):
+    return [r for r in plan.of_type(type_token) if r.name.startswith("training-network-")]
+
+
 def test_the_isolated_subnets_have_no_route_out(pipeline_plan):
-    routes = [r for r in pipeline_plan.of_type("aws:ec2/route:Route") if r.name.startswith("training-network")]
-    assert routes == []
-    assert not [r for r in pipeline_plan.of_type("aws:ec2/internetGateway:InternetGateway")
-                if r.name.startswith("training-network")]
-    endpoint = pipeline_plan.one("aws:ec2/vpcEndpoint:VpcEndpoint", "training-network-s3").inputs
-    assert endpoint["vpcEndpointType"] == "Gateway"
-    egress = pipeline_plan.one("aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule", "training-network-jobs-https")
-    assert egress.inputs["fromPort"] == 443 and egress.inputs["ipProtocol"] == "tcp"
+    # The shared network (shared/network.py) with nat_mode none: no internet gateway, NAT, public subnet or route.
+    assert pipeline_plan.registrations[next(u for u in pipeline_plan.registrations if u.endswith("::training-network"))][
+        "type"] == "mlplatform:network:TrainingNetwork"
+    for kind in ("aws:ec2/route:Route", "aws:ec2/internetGateway:InternetGateway", "aws:ec2/natGateway:NatGateway",
+                 "aws:ec2/eip:Eip"):
+        assert _network(pipeline_plan, kind) == [], kind
+    subnets = _network(pipeline_plan, "aws:ec2/subnet:Subnet")
+    assert {s.inputs["tags"]["Tier"] for s in subnets} == {"isolated"} and len(subnets) == 2
+    assert len({s.inputs["availabilityZone"] for s in subnets}) == 2
+    tables = {r.state["id"] for r in _network(pipeline_plan, "aws:ec2/routeTable:RouteTable")}
+    endpoint = pipeline_plan.one("aws:ec2/vpcEndpoint:VpcEndpoint", "training-network-s3")
+    assert endpoint.inputs["vpcEndpointType"] == "Gateway" and set(endpoint.inputs["routeTableIds"]) == tables
+    # Only this stack's buckets, only for this account's principals (no AWS-owned agent buckets: no agents here).
+    policy = json.loads(endpoint.inputs["policy"])["Statement"]
+    assert [s["Sid"] for s in policy] == ["StackBuckets"]
+    assert policy[0]["Condition"] == {"StringEquals": {"aws:PrincipalAccount": "123456789012"}}
+    assert set(policy[0]["Resource"]) == {pipeline_plan.one("aws:s3/bucket:Bucket", b).state["arn"] + tail
+                                          for b in ("lake-processed", "lake-artifacts") for tail in ("", "/*")}
     # With VpcConfig, SageMaker's processes on the instances ship the job's logs and metrics through this VPC:
     # without these the jobs have no logs and the metric definitions (the tuning objective) no series.
-    subnets = {r.state["id"] for r in pipeline_plan.of_type("aws:ec2/subnet:Subnet") if r.name.startswith("training-network")}
+    subnet_ids = {s.state["id"] for s in subnets}
     jobs_sg = pipeline_plan.one("aws:ec2/securityGroup:SecurityGroup", "training-network-jobs-sg").state["id"]
     endpoints_sg = pipeline_plan.one("aws:ec2/securityGroup:SecurityGroup", "training-network-endpoints-sg").state["id"]
+    actions = {"logs": ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:DescribeLogStreams", "logs:PutLogEvents"],
+               "monitoring": ["cloudwatch:PutMetricData"]}
     for service in ("logs", "monitoring"):
         interface = pipeline_plan.one("aws:ec2/vpcEndpoint:VpcEndpoint", f"training-network-{service}").inputs
         assert interface["serviceName"] == f"com.amazonaws.us-east-1.{service}" and interface["privateDnsEnabled"]
-        assert set(interface["subnetIds"]) == subnets and interface["securityGroupIds"] == [endpoints_sg]
-        assert json.loads(interface["policy"])["Statement"][0]["Condition"] == {
-            "StringEquals": {"aws:PrincipalAccount": "123456789012"}}
+        assert set(interface["subnetIds"]) == subnet_ids and interface["securityGroupIds"] == [endpoints_sg]
+        statement, = json.loads(interface["policy"])["Statement"]
+        assert statement["Condition"] == {"StringEquals": {"aws:PrincipalAccount": "123456789012"}}
+        assert statement["Action"] == actions[service]
+    assert json.loads(pipeline_plan.one("aws:ec2/vpcEndpoint:VpcEndpoint", "training-network-logs").inputs["policy"])[
+        "Statement"][0]["Resource"] == "arn:aws:logs:us-east-1:123456789012:log-group:/aws/sagemaker/*"
     https = pipeline_plan.one("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule", "training-network-endpoints-https")
     assert (https.inputs["referencedSecurityGroupId"], https.inputs["fromPort"]) == (jobs_sg, 443)
+    # The jobs' group reaches the other instances of its job, S3's prefix list and the endpoints: nothing else.
+    egress = {r.name.removeprefix("training-network-jobs-"): r.inputs
+              for r in _network(pipeline_plan, "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule")}
+    assert {k: (v["securityGroupId"], v.get("referencedSecurityGroupId") or v.get("prefixListId"), v.get("toPort"))
+            for k, v in egress.items()} == {"egress-jobs": (jobs_sg, jobs_sg, None),
+                                            "egress-s3": (jobs_sg, endpoint.state["prefixListId"], 443),
+                                            "egress-endpoints": (jobs_sg, endpoints_sg, 443)}
+    assert not any("cidrIpv4" in v for v in egress.values())
+
+
+def test_the_isolated_network_logs_its_flows_under_the_stacks_log_prefix(pipeline_plan):
+    flow = pipeline_plan.one("aws:ec2/flowLog:FlowLog", "training-network-flow-log").inputs
+    group = pipeline_plan.one("aws:cloudwatch/logGroup:LogGroup", "training-network-flow-logs").inputs
+    assert flow["trafficType"] == "ALL" and flow["vpcId"] == pipeline_plan.one("aws:ec2/vpc:Vpc", "training-network-vpc").state["id"]
+    # The metadata key admits Logs for /mlplatform/<prefix>/* only (ml_pipeline/__main__.py).
+    assert group["name"] == "/mlplatform/ml-pipeline-dev/training-vpc-flow-logs"
+    assert group["kmsKeyId"] == pipeline_plan.outputs["metadata_kms_key_arn"]
 
 
 def test_the_workflow_role_passes_only_the_execution_role_only_to_sagemaker(pipeline_plan):
