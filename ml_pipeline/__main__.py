@@ -7,7 +7,7 @@ from ml_pipeline.ingestion.component import ImageIngestion, ImageIngestionArgs, 
 from ml_pipeline.lake.data_lake import DataLake, DataLakeArgs
 from ml_pipeline.observability.component import (ApiTargets, DriftSources, EndpointTargets, IngestTargets,
                                                   Observability, ObservabilityArgs, TrainingTargets)
-from ml_pipeline.serving.deployment import ModelDeployment, ModelDeploymentArgs, state_machine_name
+from ml_pipeline.serving.deployment import CAPTURE_PREFIX, ModelDeployment, ModelDeploymentArgs, state_machine_name
 from ml_pipeline.serving.inference_api import InferenceApi, InferenceApiArgs
 from ml_pipeline.training.component import TrainingWorkflow, TrainingWorkflowArgs
 from shared import iam
@@ -53,6 +53,7 @@ lake = DataLake("lake", DataLakeArgs(
     shard_prefix=cfg.ingest.shard_prefix, raw_infrequent_access_days=cfg.lake.raw_infrequent_access_days,
     raw_glacier_days=cfg.lake.raw_glacier_days, raw_retention_days=cfg.lake.raw_retention_days,
     access_log_retention_days=cfg.lake.access_log_retention_days, noncurrent_version_days=cfg.lake.noncurrent_version_days,
+    capture_prefix=CAPTURE_PREFIX, capture_retention_days=cfg.lake.capture_retention_days,
     processed_reader_role_arns=gpu_readers,
 ))
 
@@ -108,7 +109,7 @@ training_workflow = TrainingWorkflow("training", TrainingWorkflowArgs(
 deployment = ModelDeployment("serving", ModelDeploymentArgs(
     ctx=ctx, name_prefix=prefix, settings=cfg.serving, image_uri=training_workflow.inference_image_uri,
     versions_table_name=training_workflow.versions_table.name, versions_table_arn=training_workflow.versions_table.arn,
-    artifacts_bucket_arn=lake.artifacts.arn, logs_bucket_name=lake.logs.name, logs_bucket_arn=lake.logs.arn,
+    artifacts_bucket_arn=lake.artifacts.arn, capture_bucket_name=lake.artifacts.name, capture_bucket_arn=lake.artifacts.arn,
     data_key_arn=data_key.arn, metadata_key_arn=metadata_key.arn, alarm_topic_arn=alarm_topic.arn,
     log_retention_days=cfg.log_retention_days, deletion_protection=cfg.deletion_protection,
 ))
@@ -136,7 +137,7 @@ observability = Observability("observability", ObservabilityArgs(
                    consumer_function_name=inference.consumer.name, failure_queue_name=inference.failure_queue.name,
                    functions={"predict": inference.predict.name, "manage": inference.manage.name}),
     drift=DriftSources(
-        capture_bucket_name=lake.logs.name, capture_bucket_arn=lake.logs.arn, capture_prefix=deployment.capture_prefix,
+        capture_bucket_name=lake.artifacts.name, capture_bucket_arn=lake.artifacts.arn, capture_prefix=deployment.capture_prefix,
         snapshot_bucket_name=lake.artifacts.name, snapshot_bucket_arn=lake.artifacts.arn,
         snapshot_prefix=training_workflow.snapshot_prefix, shard_bucket_arn=lake.processed.arn,
         shard_prefix=cfg.ingest.shard_prefix, model_versions_table_name=training_workflow.versions_table.name,

@@ -30,6 +30,10 @@ class DataLakeArgs:
     raw_retention_days: int
     access_log_retention_days: int
     noncurrent_version_days: int
+    # The serving endpoint's data capture, in the artifacts bucket on the data key (captured requests are
+    # data, not logs: the access-log bucket is SSE-S3 and refuses the key SageMaker encrypts them with).
+    capture_prefix: str
+    capture_retention_days: int
     processed_reader_role_arns: Sequence[pulumi.Input[str]] = field(default_factory=tuple)
 
 
@@ -79,7 +83,10 @@ class DataLake(pulumi.ComponentResource):
             **logged,
         ), opts=child)
         self.artifacts = SecureBucket(f"{name}-artifacts", SecureBucketArgs(
-            bucket_name=args.artifacts_bucket_name, **logged), opts=child)
+            bucket_name=args.artifacts_bucket_name,
+            lifecycle_rules=(LifecycleRule("data-capture", prefix=args.capture_prefix,
+                                           expiration_days=args.capture_retention_days),),
+            **logged), opts=child)
         self.register_outputs({"raw": self.raw.name, "processed": self.processed.name,
                                "artifacts": self.artifacts.name, "logs": self.logs.name})
 

@@ -18,6 +18,7 @@ class LakeSettings:
     raw_retention_days: int
     access_log_retention_days: int
     noncurrent_version_days: int
+    capture_retention_days: int
 
 
 def load(reader: ConfigReader, name_prefix: str) -> LakeSettings:
@@ -48,4 +49,6 @@ def load(reader: ConfigReader, name_prefix: str) -> LakeSettings:
         raw_retention_days=raw_retention,
         access_log_retention_days=reader.integer("accessLogRetentionDays", 365, minimum=1, maximum=3650),
         noncurrent_version_days=reader.integer("noncurrentVersionDays", 30, minimum=1, maximum=3650),
+        # The endpoint's captured requests and responses (images and predictions), read by drift detection.
+        capture_retention_days=reader.integer("captureRetentionDays", 90, minimum=1, maximum=3650),
     )

@@ -24,6 +24,7 @@ from shared.table import Table, TableArgs
 
 # The endpoint's metrics (AWS/SageMaker) that roll a blue/green update back when they alarm.
 ENDPOINT_NAMESPACE = "AWS/SageMaker"
+CAPTURE_PREFIX = "data-capture/"  # SageMaker appends <endpoint>/<variant>/yyyy/mm/dd/hh/
 # Step Functions delivers execution logs through CloudWatch Logs' vended-log delivery, whose APIs have no
 # resource-level permissions (the log group's name and its key decide where logs may go).
 LOG_DELIVERY_ACTIONS = ("logs:CreateLogDelivery", "logs:DeleteLogDelivery", "logs:DescribeLogGroups",
@@ -42,8 +43,9 @@ class ModelDeploymentArgs:
     versions_table_name: pulumi.Input[str]
     versions_table_arn: pulumi.Input[str]
     artifacts_bucket_arn: pulumi.Input[str]
-    logs_bucket_name: pulumi.Input[str]
-    logs_bucket_arn: pulumi.Input[str]
+    # Where data capture goes (the artifacts bucket, on the data key), under capture_prefix.
+    capture_bucket_name: pulumi.Input[str]
+    capture_bucket_arn: pulumi.Input[str]
     data_key_arn: pulumi.Input[str]
     metadata_key_arn: pulumi.Input[str]
     alarm_topic_arn: pulumi.Input[str]
@@ -51,7 +53,7 @@ class ModelDeploymentArgs:
     deletion_protection: bool = False
     subnet_ids: Sequence[pulumi.Input[str]] = field(default_factory=tuple)
     security_group_ids: Sequence[pulumi.Input[str]] = field(default_factory=tuple)
-    capture_prefix: str = "data-capture/"
+    capture_prefix: str = CAPTURE_PREFIX
 
 
 def state_machine_name(name_prefix: str) -> str:
@@ -130,7 +132,7 @@ class ModelDeployment(pulumi.ComponentResource):
             opts=child)
         execution_statements = [
             iam.allow(["s3:GetObject"], [iam.objects_in(args.artifacts_bucket_arn)], sid="ModelArtifacts"),
-            iam.allow(["s3:PutObject"], [iam.objects_in(args.logs_bucket_arn, args.capture_prefix)], sid="DataCapture"),
+            iam.allow(["s3:PutObject"], [iam.objects_in(args.capture_bucket_arn, args.capture_prefix)], sid="DataCapture"),
             iam.allow(["kms:Decrypt", "kms:GenerateDataKey"], [args.data_key_arn], sid="DataKey"),
             iam.allow(["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
                       [ctx.arn("logs", f"log-group:/aws/sagemaker/Endpoints/{endpoint}:*")], sid="ContainerLogs"),
@@ -220,7 +222,7 @@ class ModelDeployment(pulumi.ComponentResource):
             kms_key_arn=args.metadata_key_arn, retention_days=args.log_retention_days, opts=child)
 
         # SageMaker appends <endpoint>/<variant>/yyyy/mm/dd/hh/ to the destination (where drift reads).
-        capture_uri = pulumi.Output.concat("s3://", args.logs_bucket_name, "/", args.capture_prefix.rstrip("/"))
+        capture_uri = pulumi.Output.concat("s3://", args.capture_bucket_name, "/", args.capture_prefix.rstrip("/"))
         body = pulumi.Output.all(
             image=args.image_uri, role=self.execution_role.arn, fn=self.autoscaling.arn, capture=capture_uri,
             data_key=args.data_key_arn, versions=args.versions_table_name, ab=self.ab_table.name, region=ctx.region,

@@ -206,3 +206,22 @@ def test_a_lifecycle_rule_keeps_objects_30_days_in_standard_ia():
     with pytest.raises(ValueError, match="30 days or more after the IA transition at 30"):
         LifecycleRule("r", transitions=(Transition(30, "STANDARD_IA"), Transition(59, "GLACIER_IR")))
     LifecycleRule("r", transitions=(Transition(30, "STANDARD_IA"), Transition(60, "GLACIER_IR")))
+
+
+def test_the_endpoints_data_capture_lands_in_a_bucket_that_accepts_its_encryption(pipeline_plan):
+    """SageMaker writes captured requests with aws:kms and the capture config's KmsKeyId (the data key's
+    ARN): the bucket it writes to must accept that, which the SSE-S3 access-log bucket would refuse."""
+    machine = pipeline_plan.one("aws:sfn/stateMachine:StateMachine", "serving-workflow").inputs["definition"]
+    config = next(s["Parameters"] for s in json.loads(machine)["States"].values()
+                  if s.get("Resource", "").endswith("sagemaker:createEndpointConfig"))
+    capture = config["DataCaptureConfig"]
+    bucket = capture["DestinationS3Uri"].removeprefix("s3://").split("/")[0]
+    policy, key = next((p, k) for name, p, k in _bucket_policies(pipeline_plan) if name == bucket)
+    assert key == capture["KmsKeyId"]
+    request = {**TLS, SSE: "aws:kms", KEY_ID: capture["KmsKeyId"]}
+    key_path = f"arn:aws:s3:::{bucket}/data-capture/ep/champion/2026/11/29/10/x.jsonl"
+    assert not _denied(policy, "s3:PutObject", key_path, request)
+    # The access-log bucket would have refused it (what the capture path was before).
+    logs = pipeline_plan.outputs["logs_bucket_name"]
+    logs_policy = next(p for name, p, _ in _bucket_policies(pipeline_plan) if name == logs)
+    assert _denied(logs_policy, "s3:PutObject", f"arn:aws:s3:::{logs}/data-capture/x.jsonl", request)

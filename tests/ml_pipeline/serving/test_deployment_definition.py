@@ -95,7 +95,8 @@ def test_models_and_configs_use_the_inference_image_capture_and_keys(planned, pi
     data_key = pipeline_plan.outputs["data_kms_key_arn"]
     capture = config["DataCaptureConfig"]
     # SageMaker appends <endpoint>/<variant>/yyyy/mm/dd/hh/, which is where the drift monitor reads.
-    assert capture["DestinationS3Uri"] == f"s3://{pipeline_plan.outputs['logs_bucket_name']}/data-capture"
+    # On the data key in the artifacts bucket: the access-log bucket is SSE-S3 and refuses aws:kms uploads.
+    assert capture["DestinationS3Uri"] == f"s3://{pipeline_plan.outputs['artifacts_bucket_name']}/data-capture"
     assert capture["KmsKeyId"] == config["KmsKeyId"] == data_key
     assert [v["VariantName"] for v in config["ProductionVariants"]] == ["champion", "challenger"]
     assert {v["InstanceType"] for v in config["ProductionVariants"]} == {"ml.m5.large"}
