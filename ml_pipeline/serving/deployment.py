@@ -150,11 +150,14 @@ class ModelDeployment(pulumi.ComponentResource):
                 ["ec2:DescribeDhcpOptions", "ec2:DescribeNetworkInterfaces", "ec2:DescribeSecurityGroups",
                  "ec2:DescribeSubnets", "ec2:DescribeVpcs"], sid="VpcDescribe",
                 why="EC2 Describe actions have no resource-level permissions"))
-        aws.iam.RolePolicy(f"{name}-sagemaker-policy", role=self.execution_role.id,
-                           policy=iam.document(execution_statements), opts=child)
-
         alarms = _alarms(name, args, endpoint, child)
         self.rollback_alarm_names = [a.name for a in alarms]  # the guardrails roll back on these
+        # "Ensure that your IAM execution role has permission to perform the cloudwatch:DescribeAlarms action
+        # on the auto-rollback alarms" (SageMaker developer guide, Auto-Rollback Configuration and Monitoring).
+        read_rollback_alarms = iam.allow(["cloudwatch:DescribeAlarms"], [a.arn for a in alarms], sid="RollbackAlarms")
+        execution_statements.append(read_rollback_alarms)
+        aws.iam.RolePolicy(f"{name}-sagemaker-policy", role=self.execution_role.id,
+                           policy=iam.document(execution_statements), opts=child)
 
         self.autoscaling = PythonFunction(f"{name}-autoscaling", PythonFunctionArgs(
             ctx=ctx, function_name=f"{prefix}-endpoint-autoscaling", source_folder="serving_autoscaling",
@@ -206,6 +209,8 @@ class ModelDeployment(pulumi.ComponentResource):
             iam.allow(["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"],
                       [args.versions_table_arn, self.ab_table.arn], sid="Tables"),
             iam.allow(["lambda:InvokeFunction"], [self.autoscaling.arn], sid="Autoscaling"),
+            # UpdateEndpoint names the rollback alarms; the caller may read them too.
+            read_rollback_alarms,
             iam.allow(["kms:Decrypt", "kms:GenerateDataKey"], [args.metadata_key_arn], sid="TableKey"),
             # SageMaker encrypts the endpoint's volumes and captured data with the data key through
             # grants it creates with the caller's permissions.

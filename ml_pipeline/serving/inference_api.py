@@ -32,7 +32,8 @@ ACCESS_LOG_FORMAT = json.dumps({
     "requestTime": "$context.requestTime", "httpMethod": "$context.httpMethod", "resourcePath": "$context.resourcePath",
     "status": "$context.status", "protocol": "$context.protocol", "responseLength": "$context.responseLength",
     "integrationLatency": "$context.integrationLatency", "latency": "$context.responseLatency",
-    "error": "$context.error.message", "xrayTraceId": "$context.xrayTraceId"}, separators=(",", ":"))
+    "error": "$context.error.message", "integrationError": "$context.integration.error",
+    "xrayTraceId": "$context.xrayTraceId"}, separators=(",", ":"))
 
 
 @dataclass(frozen=True)
@@ -198,7 +199,10 @@ class InferenceApi(pulumi.ComponentResource):
         aws.apigateway.MethodSettings(
             f"{name}-method-settings", rest_api=self.rest_api.id, stage_name=self.stage.stage_name, method_path="*/*",
             settings=aws.apigateway.MethodSettingsSettingsArgs(
-                metrics_enabled=True, logging_level="ERROR", data_trace_enabled=False,
+                # Execution logging OFF: API Gateway would write it to a log group it creates itself
+                # (API-Gateway-Execution-Logs_<id>/<stage>: no customer key, no retention, outside the stack);
+                # the access log above carries each request's error and integration error.
+                metrics_enabled=True, logging_level="OFF", data_trace_enabled=False,
                 # The stage-wide ceiling, for every caller (the usage plan meters per API key).
                 throttling_rate_limit=float(s.api_rate_limit * 2), throttling_burst_limit=s.api_burst_limit * 2),
             opts=child)

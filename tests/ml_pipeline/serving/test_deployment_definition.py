@@ -164,3 +164,14 @@ def test_models_run_in_the_given_subnets_and_both_go_together():
     ("ml.m6gd.large", True), ("ml.c6id.xlarge", True), ("ml.r6gd.large", True), ("ml.m5dn.large", True)])
 def test_instance_families_with_local_nvme_get_no_volume_key(instance_type, local):
     assert fakes.settings({"endpointInstanceType": instance_type}).volume_kms is not local
+
+
+def test_the_roles_that_deploy_may_read_exactly_the_rollback_alarms(pipeline_plan):
+    # SageMaker's guardrails read the auto-rollback alarms with the execution role's permissions.
+    alarm_arns = sorted(a.state["arn"] for a in pipeline_plan.of_type("aws:cloudwatch/metricAlarm:MetricAlarm")
+                        if a.name.startswith("serving-") and a.name.endswith(("-errors", "-latency")))
+    assert len(alarm_arns) == 4
+    for policy in ("serving-sagemaker-policy", "serving-workflow-policy"):
+        doc = json.loads(pipeline_plan.one("aws:iam/rolePolicy:RolePolicy", policy).inputs["policy"])
+        [statement] = [s for s in doc["Statement"] if s.get("Sid") == "RollbackAlarms"]
+        assert statement["Action"] == ["cloudwatch:DescribeAlarms"] and sorted(statement["Resource"]) == alarm_arns

@@ -129,3 +129,13 @@ def test_the_management_function_gets_no_versions_read_it_never_makes(pipeline_p
     versions = f"arn:aws:dynamodb:us-east-1:123456789012:table/{pipeline_plan.outputs['model_versions_table_name']}"
     on_versions = {a for s in policy["Statement"] if versions in s["Resource"] for a in s["Action"]}
     assert on_versions == {"dynamodb:Query", "dynamodb:UpdateItem"}
+
+
+def test_no_log_group_outside_the_stack_is_left_for_api_gateway_to_create(pipeline_plan):
+    # Execution logging would make API Gateway create API-Gateway-Execution-Logs_<id>/<stage> itself, with
+    # no key and no retention; the access log (an encrypted group of this stack) carries the errors instead.
+    settings = pipeline_plan.one("aws:apigateway/methodSettings:MethodSettings", "inference-method-settings")
+    assert settings.inputs["settings"]["loggingLevel"] == "OFF"
+    stage = pipeline_plan.one("aws:apigateway/stage:Stage", "inference-stage").inputs
+    fields = json.loads(stage["accessLogSettings"]["format"])
+    assert fields["error"] == "$context.error.message" and fields["integrationError"] == "$context.integration.error"
