@@ -11,7 +11,7 @@ import pulumi
 
 from gpu_training.metrics import METRICS_INTERVALS_S
 from gpu_training.storage import GLACIER_CLASSES
-from gpu_training.user_data import check_checkpoint_hook
+from gpu_training.user_data import HPARAMS_PREFIX_PATTERN, check_checkpoint_hook
 from shared import budget as budget_settings
 from shared.config_reader import ConfigError, ConfigReader, check_bucket_name, check_region
 from shared.contracts import GPU_TRAINING_PROJECT
@@ -119,7 +119,9 @@ def _bucket_name(reader: ConfigReader, key: str, default_stem: str) -> str:
 
 
 def _check_prefix(value: str) -> bool:
-    return value.startswith("/") and not value.endswith("/") and not value.lower().startswith(("/aws", "/ssm"))
+    # The same pattern the instance bootstrap accepts (user_data.py), plus what SSM reserves.
+    return (re.fullmatch(HPARAMS_PREFIX_PATTERN, value) is not None and not value.endswith("/")
+            and not value.lower().startswith(("/aws", "/ssm")))
 
 
 def warn_about_volta(instance_types: tuple[str, ...], ami_id: Optional[str]) -> Optional[str]:
@@ -154,6 +156,8 @@ def load() -> GpuTrainingConfig:
     ami_parameter_version = reader.integer("amiParameterVersion", 0, minimum=0, maximum=10**9) or None
     if ami_id and ami_parameter_version:
         raise ConfigError(f"config {reader.key('amiParameterVersion')}: set amiId or amiParameterVersion, not both")
+    alarm_emails = tuple(reader.string_list("alarmEmails", [], item_check=lambda e: None if "@" in e
+                                            else f"{e!r} is not an e-mail address"))
     return GpuTrainingConfig(
         stack=stack,
         tags=reader.stack_tags(GPU_TRAINING_PROJECT, stack),
@@ -186,9 +190,8 @@ def load() -> GpuTrainingConfig:
         deletion_protection=reader.boolean("deletionProtection", False),
         log_retention_days=reader.integer("logRetentionDays", 30, allowed=RETENTION_DAYS),
         low_utilization_percent=reader.number("lowUtilizationPercent", 20.0, minimum=0.0, maximum=100.0),
-        alarm_emails=tuple(reader.string_list("alarmEmails", [], item_check=lambda e: None if "@" in e
-                                              else f"{e!r} is not an e-mail address")),
-        budget=budget_settings.load_settings(reader),
+        alarm_emails=alarm_emails,
+        budget=budget_settings.load_settings(reader, alarm_emails),
         hparams_prefix=reader.string("hparamsPrefix", f"/ml/hparams/{stack}", check=_check_prefix,
                                      expected="an SSM path like /ml/hparams/dev (leading /, no trailing /, not /aws)"),
         hyperparameters=_hyperparameters(reader),

@@ -43,6 +43,8 @@ CHECKPOINT_SYNC_BUDGET_S = 240
 WATCHER_STOP_TIMEOUT_S = CHECKPOINT_HOOK_TIMEOUT_S + CHECKPOINT_SYNC_BUDGET_S
 
 
+# An SSM parameter path (config load checks hparamsPrefix against it too).
+HPARAMS_PREFIX_PATTERN = r"/[A-Za-z0-9_.-][A-Za-z0-9_./-]{0,1000}"
 _PATTERNS = {
     "region": (r"[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d", "an AWS region such as us-east-1"),
     "stack": (r"[A-Za-z0-9_.-]{1,100}", "1-100 of A-Z a-z 0-9 _ . -"),
@@ -60,7 +62,7 @@ _PATTERNS = {
     ),
     "checkpoint_dir": (r"/[A-Za-z0-9_.-][A-Za-z0-9_./-]{0,254}", "an absolute path of A-Z a-z 0-9 _ . / -, not /"),
     "training_log_path": (r"/[A-Za-z0-9_.*?/-]{1,1023}", "an absolute path or glob of A-Z a-z 0-9 _ . * ? / -"),
-    "hparams_prefix": (r"/[A-Za-z0-9_.-][A-Za-z0-9_./-]{0,1000}", "an SSM parameter path such as /ml/hparams"),
+    "hparams_prefix": (HPARAMS_PREFIX_PATTERN, "an SSM parameter path such as /ml/hparams"),
 }
 
 

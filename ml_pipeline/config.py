@@ -50,17 +50,18 @@ def load() -> PipelineConfig:
     reader.require(training.network != "gpu-training" or gpu_stack is not None, ["trainingNetwork", "gpuTrainingStack"],
                    "trainingNetwork gpu-training needs gpuTrainingStack set (its subnets come from that stack)")
     tags = reader.stack_tags(ML_PIPELINE_PROJECT, stack)
+    alarm_emails = tuple(reader.string_list("alarmEmails", [], item_check=lambda e: None if "@" in e
+                                            else f"{e!r} is not an e-mail address"))
     return PipelineConfig(
         stack=stack,
         tags=tags,
         log_retention_days=reader.integer("logRetentionDays", 30, allowed=RETENTION_DAYS),
         deletion_protection=reader.boolean("deletionProtection", False),
-        alarm_emails=tuple(reader.string_list("alarmEmails", [], item_check=lambda e: None if "@" in e
-                                              else f"{e!r} is not an e-mail address")),
+        alarm_emails=alarm_emails,
         gpu_training_stack=gpu_stack,
         lake=lake_settings.load(reader, physical_name(ML_PIPELINE_PROJECT, stack)),
         ingest=ingestion_settings.load(reader),
-        budget=budget_settings.load_settings(reader),
+        budget=budget_settings.load_settings(reader, alarm_emails),
         observability=observability_settings.load(reader),
         training=training,
         serving=serving_settings.load(reader, production=tags.environment == "prod", model_name=training.model_name),

@@ -33,11 +33,16 @@ class BudgetSettings:
     actual_alert_percent: float
 
 
-def load_settings(reader: ConfigReader) -> BudgetSettings:
-    return BudgetSettings(
+def load_settings(reader: ConfigReader, alarm_emails: Sequence[str]) -> BudgetSettings:
+    """``alarm_emails`` are the budget's alert subscribers too (AWS Budgets takes at most 10 per alert)."""
+    settings = BudgetSettings(
         monthly_usd=reader.number("monthlyBudgetUsd", 0.0, minimum=0.0, maximum=10_000_000.0),
         actual_alert_percent=reader.number("budgetAlertPercent", 80.0, minimum=1.0, maximum=1000.0),
     )
+    reader.require(settings.monthly_usd == 0 or len(alarm_emails) <= MAX_EMAIL_SUBSCRIBERS, ["alarmEmails", "monthlyBudgetUsd"],
+                   f"alarmEmails may list at most {MAX_EMAIL_SUBSCRIBERS} addresses when monthlyBudgetUsd sets a budget "
+                   "(they are its alert subscribers)", f"{len(alarm_emails)}")
+    return settings
 
 
 @dataclass(frozen=True)

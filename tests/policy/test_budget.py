@@ -93,7 +93,7 @@ def _settings(config: dict):
     from shared.budget import load_settings
     from shared.config_reader import ConfigReader
     found = []
-    plan = runner.run_callable(lambda: found.append(load_settings(ConfigReader(pulumi.Config()))), "proj",
+    plan = runner.run_callable(lambda: found.append(load_settings(ConfigReader(pulumi.Config()), ())), "proj",
                                config={f"proj:{k}": v for k, v in config.items()}, raise_errors=False)
     return found[0] if found else plan.error
 

@@ -106,12 +106,17 @@ def test_a_reference_to_a_stack_not_planned_says_how_to_add_it(capsys):
     ("ml-pipeline", "ml-pipeline:owner", "", "config ml-pipeline:owner: must be 1 to 256 characters"),
     ("ml-pipeline", "aws:region", "mars-1", "config aws:region: must be an AWS region"),
     ("ml-pipeline", "ml-pipeline:dataClassification", "secret", "config ml-pipeline:dataClassification: must be"),
+    ("gpu-training", "gpu-training:checkpointHook", "x" * 32000, "config gpu-training:checkpointHook: must be"),
+    ("gpu-training", "gpu-training:hparamsPrefix", "/ml/bad prefix", "config gpu-training:hparamsPrefix: must be"),
+    ("ml-pipeline", "ml-pipeline:artifactsBucketName", "ab", "config ml-pipeline:artifactsBucketName: 'ab' is not"),
+    ("ml-pipeline", "ml-pipeline:alarmEmails", json.dumps([f"ops{i}@example.com" for i in range(11)]),
+     "config ml-pipeline:alarmEmails, ml-pipeline:monthlyBudgetUsd: alarmEmails may list at most 10"),
 ])
 def test_config_errors_name_the_key_and_the_command_that_sets_it(projects, project, key, value, expected):
     result = runner.run(projects[project], "dev", config_overrides={key: value}, raise_errors=False)
     assert result.error is not None and expected in result.error, result.error
     command = "pulumi -C gpu_training config set" if project == "gpu-training" else "pulumi config set"
-    assert f"`{command} " in result.error
+    assert f"`{command} " in result.error and len(result.error) < 600  # the cause, not the value or a chain
     assert "Output" not in result.error and "\n" not in result.error
 
 
