@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional, Sequence
+from typing import Mapping, Optional, Sequence
 
 import pulumi
 import pulumi_aws as aws
@@ -26,6 +26,38 @@ class Index:
             raise ValueError(f"Index {self.name}: projection_type must be one of {_PROJECTIONS}")
         if (self.projection_type == "INCLUDE") != bool(self.non_key_attributes):
             raise ValueError(f"Index {self.name}: non_key_attributes go with projection_type INCLUDE only")
+
+
+@dataclass(frozen=True)
+class KeySchema:
+    """A table's keys and indexes, in one place for a schema that several areas (and the moto fixtures of
+    their tests) share, such as the model-versions table of contract 4."""
+
+    hash_key: str
+    attributes: Mapping[str, str]
+    range_key: Optional[str] = None
+    indexes: Sequence[Index] = field(default_factory=tuple)
+
+    def table_args(self) -> dict:
+        """The key fields of TableArgs."""
+        return dict(hash_key=self.hash_key, range_key=self.range_key, attributes=dict(self.attributes),
+                    indexes=tuple(self.indexes))
+
+    def create_table_request(self, table_name: str) -> dict:
+        """The same table as a boto3 ``create_table`` request (on-demand), for tests against moto."""
+        def keys(hash_key: str, range_key: Optional[str]) -> list[dict]:
+            return [{"AttributeName": hash_key, "KeyType": "HASH"},
+                    *([{"AttributeName": range_key, "KeyType": "RANGE"}] if range_key else [])]
+        request = {"TableName": table_name, "BillingMode": "PAY_PER_REQUEST",
+                   "AttributeDefinitions": [{"AttributeName": n, "AttributeType": t} for n, t in self.attributes.items()],
+                   "KeySchema": keys(self.hash_key, self.range_key)}
+        if self.indexes:
+            request["GlobalSecondaryIndexes"] = [
+                {"IndexName": i.name, "KeySchema": keys(i.hash_key, i.range_key),
+                 "Projection": {"ProjectionType": i.projection_type,
+                                **({"NonKeyAttributes": list(i.non_key_attributes)} if i.non_key_attributes else {})}}
+                for i in self.indexes]
+        return request
 
 
 @dataclass(frozen=True)

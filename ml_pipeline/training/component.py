@@ -26,7 +26,7 @@ from shared.context import AwsContext
 from shared.lambda_function import PythonFunction, PythonFunctionArgs
 from shared.logs import encrypted_log_group
 from shared.network import EndpointAccess, NetworkArgs, TrainingNetwork, Workload
-from shared.table import Index, Table, TableArgs
+from shared.table import Index, KeySchema, Table, TableArgs
 
 FUNCTION_TIMEOUT_S = 60
 SCHEDULE_INPUT = json.dumps({"tune": False, "trigger": definition.TRIGGER_SCHEDULE})
@@ -49,6 +49,12 @@ def job_prefix(name_prefix: str) -> str:
     on it); short enough that a tuning job name (32 characters) keeps room for a run hash."""
     short = re.sub(r"^ml-pipeline-", "mlp-", name_prefix.lower())
     return re.sub(r"[^a-z0-9-]", "-", short)[:16].rstrip("-")
+
+# Contract 4: the model-versions table the training workflow writes and serving and drift read. "The
+# production version of a model" is a query on status-index (model_name, status = production).
+MODEL_VERSIONS = KeySchema(hash_key="model_name", range_key="version",
+                           attributes={"model_name": "S", "version": "N", "status": "S"},
+                           indexes=(Index(name="status-index", hash_key="model_name", range_key="status"),))
 
 
 @dataclass(frozen=True)
@@ -102,10 +108,7 @@ class TrainingWorkflow(pulumi.ComponentResource):
         # Contract 4: one item per model version; "the production version" is a query on status-index.
         self.versions_table = Table(f"{name}-versions", TableArgs(
             table_name=f"{prefix}-model-versions", kms_key_arn=args.metadata_key_arn,
-            hash_key="model_name", range_key="version",
-            attributes={"model_name": "S", "version": "N", "status": "S"},
-            indexes=(Index(name="status-index", hash_key="model_name", range_key="status"),),
-            deletion_protection=args.deletion_protection), opts=child)
+            **MODEL_VERSIONS.table_args(), deletion_protection=args.deletion_protection), opts=child)
         if args.experiments_table_name is None:
             # Contract 9: the same schema as gpu-training's experiments table.
             experiments = Table(f"{name}-experiments", TableArgs(

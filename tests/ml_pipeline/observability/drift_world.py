@@ -18,6 +18,7 @@ import boto3
 import pytest
 from moto import mock_aws
 from PIL import Image
+from ml_pipeline.training.component import MODEL_VERSIONS  # contract 4's schema, as deployed
 
 REPO = Path(__file__).resolve().parents[3]
 FUNCTION_DIR = REPO / "functions" / "drift_monitor"
@@ -122,16 +123,7 @@ def snapshot_world(image_sets) -> Iterator[dict[str, Any]]:
         s3.put_object(Bucket=ARTIFACTS_BUCKET, Key=f"{SNAPSHOT_PREFIX}{SNAPSHOT_ID}/snapshot.json",
                       Body=json.dumps(doc).encode())
         ddb = boto3.client("dynamodb")
-        ddb.create_table(
-            TableName=VERSIONS_TABLE, BillingMode="PAY_PER_REQUEST",
-            AttributeDefinitions=[{"AttributeName": "model_name", "AttributeType": "S"},
-                                  {"AttributeName": "version", "AttributeType": "N"},
-                                  {"AttributeName": "status", "AttributeType": "S"}],
-            KeySchema=[{"AttributeName": "model_name", "KeyType": "HASH"},
-                       {"AttributeName": "version", "KeyType": "RANGE"}],
-            GlobalSecondaryIndexes=[{"IndexName": "status-index", "Projection": {"ProjectionType": "ALL"},
-                                     "KeySchema": [{"AttributeName": "model_name", "KeyType": "HASH"},
-                                                   {"AttributeName": "status", "KeyType": "RANGE"}]}])
+        ddb.create_table(**MODEL_VERSIONS.create_table_request(VERSIONS_TABLE))
         for version, status, sid in ((1, "retired", "snap-old"), (2, "production", SNAPSHOT_ID), (3, "candidate", "x")):
             ddb.put_item(TableName=VERSIONS_TABLE, Item={
                 "model_name": {"S": MODEL}, "version": {"N": str(version)}, "status": {"S": status},

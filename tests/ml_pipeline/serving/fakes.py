@@ -15,6 +15,7 @@ import boto3
 
 from ml_pipeline.serving import settings as serving_settings
 from shared.config_reader import ConfigReader
+from ml_pipeline.training.component import MODEL_VERSIONS  # contract 4's schema, as deployed
 
 REPO = Path(__file__).resolve().parents[3]
 ACCOUNT = "123456789012"
@@ -58,14 +59,7 @@ def load_function(folder: str, env: dict, monkeypatch) -> ModuleType:
 
 def create_tables() -> None:
     ddb = boto3.client("dynamodb", region_name=REGION)
-    ddb.create_table(
-        TableName=VERSIONS_TABLE, BillingMode="PAY_PER_REQUEST",
-        AttributeDefinitions=[{"AttributeName": "model_name", "AttributeType": "S"},
-                              {"AttributeName": "version", "AttributeType": "N"},
-                              {"AttributeName": "status", "AttributeType": "S"}],
-        KeySchema=[{"AttributeName": "model_name", "KeyType": "HASH"}, {"AttributeName": "version", "KeyType": "RANGE"}],
-        GlobalSecondaryIndexes=[{"IndexName": "status-index", "Projection": {"ProjectionType": "ALL"}, "KeySchema": [
-            {"AttributeName": "model_name", "KeyType": "HASH"}, {"AttributeName": "status", "KeyType": "RANGE"}]}])
+    ddb.create_table(**MODEL_VERSIONS.create_table_request(VERSIONS_TABLE))
     ddb.create_table(
         TableName=AB_TABLE, BillingMode="PAY_PER_REQUEST",
         AttributeDefinitions=[{"AttributeName": "endpoint_name", "AttributeType": "S"},

@@ -13,6 +13,7 @@ from moto import mock_aws
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from ml_pipeline.training.component import MODEL_VERSIONS  # noqa: E402  (contract 4's schema, as deployed)
 from training_support import (  # noqa: E402
     ARTIFACTS, CATALOG, ENVIRONMENT, EXPERIMENTS, FUNCTIONS, GROUP, PROCESSED, REGION, VERSIONS, World, load_function)
 
@@ -42,15 +43,7 @@ def world(functions) -> Iterator[World]:
                                                {"AttributeName": "image_id", "AttributeType": "S"}],
                          KeySchema=[{"AttributeName": "partition_date", "KeyType": "HASH"},
                                     {"AttributeName": "image_id", "KeyType": "RANGE"}])
-        ddb.create_table(TableName=VERSIONS, BillingMode="PAY_PER_REQUEST",
-                         AttributeDefinitions=[{"AttributeName": "model_name", "AttributeType": "S"},
-                                               {"AttributeName": "version", "AttributeType": "N"},
-                                               {"AttributeName": "status", "AttributeType": "S"}],
-                         KeySchema=[{"AttributeName": "model_name", "KeyType": "HASH"},
-                                    {"AttributeName": "version", "KeyType": "RANGE"}],
-                         GlobalSecondaryIndexes=[{"IndexName": "status-index", "Projection": {"ProjectionType": "ALL"},
-                                                  "KeySchema": [{"AttributeName": "model_name", "KeyType": "HASH"},
-                                                                {"AttributeName": "status", "KeyType": "RANGE"}]}])
+        ddb.create_table(**MODEL_VERSIONS.create_table_request(VERSIONS))
         ddb.create_table(TableName=EXPERIMENTS, BillingMode="PAY_PER_REQUEST",
                          AttributeDefinitions=[{"AttributeName": "experiment_id", "AttributeType": "S"},
                                                {"AttributeName": "run_id", "AttributeType": "S"}],
