@@ -133,19 +133,20 @@ def bench_sync(requests: int) -> None:
         print(f"{label:10} {count:>9} {p50:>9.3f} {p99:>9.3f} {c50:>8.3f} {c99:>8.3f}")
 
 
-def _records(n: int) -> dict:
-    predict = _load("serving_predict")
+def _records(n: int, predict=None) -> dict:
+    """n records of one image each, as the prediction function (``predict``, default the current one) writes."""
+    predict = predict or _load("serving_predict")
     return {"Records": [{"kinesis": {"sequenceNumber": str(i), "data": base64.b64encode(predict.stream_record(
         {"request_id": f"{i:032x}", "received_at": 0, "count": 1}, [IMAGE])).decode()}} for i in range(n)]}
 
 
-def _consumer_at(rev: str) -> object:
-    """The consumer's handler module as it was at git revision ``rev``."""
-    source = subprocess.run(["git", "-C", str(REPO), "show", f"{rev}:functions/serving_consumer/handler.py"],
+def _function_at(rev: str, folder: str) -> object:
+    """A function's handler module as it was at git revision ``rev``."""
+    source = subprocess.run(["git", "-C", str(REPO), "show", f"{rev}:functions/{folder}/handler.py"],
                             capture_output=True, text=True, check=True).stdout
     path = Path(tempfile.mkdtemp()) / "handler.py"
     path.write_text(source)
-    return _load("serving_consumer", path)
+    return _load(folder, path)
 
 
 def bench_consumer(batches: int, rounds: int, before: str | None) -> None:
@@ -156,34 +157,46 @@ def bench_consumer(batches: int, rounds: int, before: str | None) -> None:
     def baseline(event, ctx):
         runtime, ddb = boto3.client("sagemaker-runtime"), boto3.client("dynamodb")
         for record in event["Records"]:
-            head, _, array = base64.b64decode(record["kinesis"]["data"]).partition(b"\n")
+            head, _, rest = base64.b64decode(record["kinesis"]["data"]).partition(b"\n")
             body = json.loads(head)
+            if "sizes" in body:  # each image's bytes, zero-filled to a multiple of 3
+                instances, pos = [], 0
+                for size in body["sizes"]:
+                    instances.append(base64.b64encode(rest[pos:pos + size]).decode())
+                    pos += size + -size % 3
+            else:
+                instances = json.loads(rest)
             answer = runtime.invoke_endpoint(EndpointName="bench", ContentType="application/json",
-                                             Body=json.dumps({"instances": json.loads(array)}))
+                                             Body=json.dumps({"instances": instances}))
             ddb.put_item(TableName="results", Item={"request_id": {"S": body["request_id"]}, "status": {"S": "done"},
                                                     "result": {"S": answer["Body"].read().decode()}})
         return {"batchItemFailures": []}
 
-    runs = [("consumer", consumer.handler, batches)]
+    # Each consumer reads the records the prediction function of its own revision writes.
+    runs = [("consumer", consumer.handler, batches, None)]
     if before:
-        runs.append((f"@{before[:8]}", _consumer_at(before).handler, batches))
-    runs.append(("baseline", baseline, max(1, batches // 10)))
+        runs.append((f"@{before[:8]}", _function_at(before, "serving_consumer").handler, batches,
+                     _function_at(before, "serving_predict")))
+    runs.append(("baseline", baseline, max(1, batches // 10), None))
     print("\nStream consumer, records per second of CPU (one core), result writes included (target >= 15,000/s)")
     print(f"best of {rounds} rounds (the rounds alternate between the handlers, so a busy machine slows all alike)")
     print(f"{'':10} {'batch':>6} {'records':>8} {'rec/s cpu':>10} {'rec/s wall':>11}")
     for size in (100, 500):
-        event = _records(size)
+        events = {label: _records(size, predict) for label, _, _, predict in runs}
         best: dict[str, tuple[float, float]] = {}
         for _ in range(rounds):
-            for label, fn, n in runs:
+            for label, fn, n, _ in runs:
+                event = events[label]
                 assert fn(event, None) == {"batchItemFailures": []}
+                if "parse" in fn.__globals__:  # a consumer: every record readable, not written as failed
+                    assert all(fn.__globals__["parse"](r).status == "done" for r in event["Records"]), label
                 cpu, wall = time.process_time(), time.perf_counter()
                 for _ in range(n):
                     fn(event, None)
                 cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
                 rates = (size * n / cpu, size * n / wall)
                 best[label] = max(best.get(label, rates), rates)
-        for label, _, n in runs:
+        for label, _, n, _ in runs:
             print(f"{label:10} {size:>6} {size * n:>8} {best[label][0]:>10.0f} {best[label][1]:>11.0f}")
 
 

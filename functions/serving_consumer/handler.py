@@ -30,8 +30,19 @@ MAX_INSTANCES_PER_CALL = int(os.environ["MAX_INSTANCES_PER_CALL"])
 # SageMaker's real-time payload limit is 6 MB.
 MAX_PAYLOAD_BYTES = 5_500_000
 WRITE_BATCH = 25
-# One encoder for every dump: json.dumps with separators builds a new encoder per call.
-_encode = json.JSONEncoder(separators=(",", ":")).encode
+# One encoder for every dump: json.dumps (and JSONEncoder.encode for a list) builds a new encoder per call.
+# The C encoder is made once here, as JSONEncoder.iterencode makes it (compact separators, ASCII output, no
+# circular-reference markers: what is encoded comes from json.loads or is text, never circular); a string
+# goes straight to the C function JSONEncoder.encode calls for one. Same text as json.dumps either way.
+_encode_str = json.encoder.encode_basestring_ascii
+if json.encoder.c_make_encoder is not None:
+    _iterencode = json.encoder.c_make_encoder(None, None, _encode_str, None, ":", ",", False, False, True)
+
+    def _encode(value) -> str:
+        return _encode_str(value) if isinstance(value, str) else "".join(_iterencode(value, 0))
+else:  # pragma: no cover - CPython always has the C encoder
+    _encode = json.JSONEncoder(separators=(",", ":")).encode
+_decode = json.JSONDecoder().decode
 
 _clients: dict[str, object] = {}
 
@@ -93,25 +104,62 @@ class Request:
         self.retry = False
 
 
+# The first base64 characters of a record decoded to find its header line (a multiple of 4: whole groups).
+HEAD_CHARS = 1024
+
+
 def parse(record: dict) -> Request:
-    """A record is a JSON header line (request_id, count, variant) and the instances' JSON array (the
-    prediction function's ``stream_record``)."""
+    """A record is a JSON header line (request_id, count, variant), then the instances (the prediction
+    function's ``stream_record``): with ``sizes`` in the header, each image's bytes on a 3-byte boundary, so
+    each one's base64 text is a slice of the record's (``_aligned``); without, a JSON array of base64 text
+    (records written before that layout, read as they are)."""
     request = Request(record["kinesis"]["sequenceNumber"])
     try:
-        data = a2b_base64(record["kinesis"]["data"])
-        cut = data.index(b"\n")
-        header = json.loads(data[:cut])
+        text = record["kinesis"]["data"]
+        whole = len(text) <= HEAD_CHARS
+        data = a2b_base64(text[:HEAD_CHARS])
+        cut = data.find(b"\n")
+        if cut < 0 and not whole:
+            whole, data = True, a2b_base64(text)
+            cut = data.index(b"\n")
+        header = _decode(data[:cut].decode())
         request.request_id, request.count, request.variant = header["request_id"], header["count"], header.get("variant")
         if not isinstance(request.request_id, str) or not isinstance(request.count, int) or request.count < 1:
             raise ValueError("request_id and a positive count are required")
-        end = len(data.rstrip())
-        if data[cut + 1:cut + 2] != b"[" or data[end - 1:end] != b"]":
-            raise ValueError("the instances are not a JSON array")
-        # A view, not a copy: the array's items go into the endpoint call's body as they are.
-        request.instances = memoryview(data)[cut + 2:end - 1]
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:  # binascii.Error is a ValueError
+        if "sizes" in header:
+            request.instances = _aligned(text.encode("ascii"), cut + 1, header["sizes"], request.count)
+        else:
+            if not whole:
+                data = a2b_base64(text)
+            end = len(data.rstrip())
+            if data[cut + 1:cut + 2] != b"[" or data[end - 1:end] != b"]":
+                raise ValueError("the instances are not a JSON array")
+            # A view, not a copy: the array's items go into the endpoint call's body as they are.
+            request.instances = memoryview(data)[cut + 2:end - 1]
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:  # binascii.Error, UnicodeError: ValueErrors
         request.status, request.error = "failed", f"unreadable request: {exc}"
     return request
+
+
+def _aligned(text: bytes, start: int, sizes, count: int) -> bytes:
+    """The images' base64 text as JSON array items (``"a","b"``), sliced from the record's base64 ``text``:
+    the image parts start at byte ``start`` of the record, each zero-filled to a multiple of 3 bytes, so an
+    image of ``size`` bytes is the next ``ceil(size / 3) * 4`` characters, of which the last one or two (the
+    fill's) read ``=`` in the image's own base64."""
+    if start % 3 or not isinstance(sizes, list) or len(sizes) != count:
+        raise ValueError("the header's sizes do not describe the instances")
+    if b'"' in text or b"\\" in text:
+        raise ValueError("the record is not base64 text")
+    items, pos = [], start // 3 * 4
+    for size in sizes:
+        if not isinstance(size, int) or size < 1:
+            raise ValueError("the header's sizes do not describe the instances")
+        fill = -size % 3
+        begin, pos = pos, pos + (size + fill) // 3 * 4
+        items.append(text[begin:pos - fill] + b"=" * fill if fill else text[begin:pos])
+    if pos != len(text):
+        raise ValueError(f"the record holds {len(text)} base64 characters, its sizes say {pos}")
+    return b'"' + b'","'.join(items) + b'"'
 
 
 def _chunks(requests: list[Request]):
@@ -177,12 +225,12 @@ def predict(chunk: list[Request], variant: str | None) -> None:
 def put_request(r: Request, expires: str) -> str:
     """The PutRequest of a request's result item as DynamoDB JSON text; every string through the encoder.
     Four attributes at most: each one is a share of the write's CPU."""
-    parts = ['{"PutRequest":{"Item":{"request_id":{"S":', _encode(r.request_id), '},"status":{"S":',
-             _encode(r.status), '},"expires_at":{"N":"', expires, '"}']
+    parts = ['{"PutRequest":{"Item":{"request_id":{"S":', _encode_str(r.request_id), '},"status":{"S":',
+             _encode_str(r.status), '},"expires_at":{"N":"', expires, '"}']
     if r.result is not None:
-        parts += [',"result":{"S":', _encode(r.result), "}"]
+        parts += [',"result":{"S":', _encode_str(r.result), "}"]
     if r.error:
-        parts += [',"error":{"S":', _encode(r.error), "}"]
+        parts += [',"error":{"S":', _encode_str(r.error), "}"]
     parts.append("}}}")
     return "".join(parts)
 

@@ -23,8 +23,6 @@ from shared.logs import encrypted_log_group
 from shared.table import Table, TableArgs
 
 CACHE_SECONDS = 10
-# Instances per endpoint call from the consumer (the container takes a batch, contract 5).
-MAX_INSTANCES_PER_CALL = 64
 FAILURE_RETENTION_S = 14 * 24 * 3600
 ACCESS_LOG_FORMAT = json.dumps({
     "requestId": "$context.requestId", "ip": "$context.identity.sourceIp", "caller": "$context.identity.caller",
@@ -114,7 +112,7 @@ class InferenceApi(pulumi.ComponentResource):
             description="Asynchronous predictions: stream batches -> endpoint -> results table",
             memory_mb=s.predict_memory_mb, timeout_s=120,
             environment={"ENDPOINT_NAME": args.endpoint_name, "RESULTS_TABLE": self.results_table.name,
-                         "RESULT_TTL_SECONDS": ttl_s, "MAX_INSTANCES_PER_CALL": str(MAX_INSTANCES_PER_CALL),
+                         "RESULT_TTL_SECONDS": ttl_s, "MAX_INSTANCES_PER_CALL": str(s.invoke_batch_size),
                          "LOG_LEVEL": s.log_level},
             statements=[
                 iam.allow(["sagemaker:InvokeEndpoint"], [args.endpoint_arn], sid="Invoke"),

@@ -27,6 +27,11 @@ def has_local_storage(instance_type: str) -> bool:
     return family in LOCAL_STORAGE_FAMILIES or bool(_LOCAL_STORAGE_LETTERS.fullmatch(family))
 
 
+# The most instances the inference container takes in one request (model/inference.py's MAX_INSTANCES; a
+# test holds the two equal): the consumer's endpoint calls stay within it.
+CONTAINER_MAX_INSTANCES = 64
+
+
 @dataclass(frozen=True)
 class ServingSettings:
     model_name: str
@@ -53,6 +58,7 @@ class ServingSettings:
     max_request_kb: int
     result_ttl_hours: int
     stream_batch_size: int
+    invoke_batch_size: int
     stream_batch_window_s: int
     stream_max_retries: int
     stream_max_record_age_s: int
@@ -113,6 +119,8 @@ def load(reader: ConfigReader, *, production: bool, model_name: str) -> ServingS
         max_request_kb=reader.integer("maxRequestKb", 5120, minimum=1, maximum=6000),
         result_ttl_hours=reader.integer("asyncResultTtlHours", 24, minimum=1, maximum=720),
         stream_batch_size=reader.integer("asyncBatchSize", 100, minimum=1, maximum=10000),
+        invoke_batch_size=reader.integer("asyncInvokeBatchSize", CONTAINER_MAX_INSTANCES, minimum=1,
+                                         maximum=CONTAINER_MAX_INSTANCES),
         stream_batch_window_s=window,
         stream_max_retries=reader.integer("asyncMaxRetries", 3, minimum=0, maximum=10000),
         stream_max_record_age_s=reader.integer("asyncMaxRecordAgeSeconds", 3600, minimum=60, maximum=604800),

@@ -206,3 +206,68 @@ def test_the_result_items_are_dynamodb_json_with_every_string_escaped(consumer):
     item = consumer._clients["dynamodb"].written['x"\\y']
     assert item["status"] == {"S": "done"} and int(item["expires_at"]["N"]) > 0
     assert json.loads(item["result"]["S"]) == {"predictions": [{"label": "cat", "probability": 0.9}], "variant": "champion"}
+
+
+def _images():
+    """Images whose sizes leave every remainder by 3 (the record's zero fill is 0, 2 or 1 bytes)."""
+    return [bytes(range(256)) * 12 + b"\xff" * extra for extra in (0, 1, 2)]
+
+
+def test_aligned_records_reach_the_endpoint_as_the_images_own_base64_beside_older_records(consumer, monkeypatch):
+    # GIVEN records as the prediction function writes them (images on 3-byte boundaries, sliced from the
+    # record's base64), one of several images, beside a record in the older JSON-array layout
+    predict = fakes.load_function("serving_predict", PREDICT_ENV, monkeypatch)
+    images = [base64.b64encode(i).decode() for i in _images()]
+    aligned = [predict.stream_record({"request_id": f"r{n}", "received_at": 0, "count": 1}, [image])
+               for n, image in enumerate(images)]
+    aligned.append(predict.stream_record({"request_id": "many", "received_at": 0, "count": 3}, images))
+    runtime = consumer._clients["sagemaker-runtime"] = Runtime()
+    sent = []
+    invoke = runtime.invoke_endpoint
+    runtime.invoke_endpoint = lambda **kw: sent.append(json.loads(kw["Body"])["instances"]) or invoke(**kw)
+    # WHEN the consumer reads the batch
+    event = _records(*aligned, {"request_id": "old", "instances": [IMAGE]})
+    assert consumer.handler(event, None) == {"batchItemFailures": []}
+    # THEN the endpoint gets each image's exact base64 in one call, and every request has its result
+    assert sent == [images + images + [IMAGE]]
+    written = consumer._clients["dynamodb"].written
+    assert {k: (v["status"]["S"], len(json.loads(v["result"]["S"])["predictions"])) for k, v in written.items()} == {
+        "r0": ("done", 1), "r1": ("done", 1), "r2": ("done", 1), "many": ("done", 3), "old": ("done", 1)}
+
+
+@pytest.mark.parametrize("damage", ["truncated", "sizes", "count", "unaligned", "quote"])
+def test_an_aligned_record_that_does_not_add_up_fails_alone(consumer, monkeypatch, damage):
+    predict = fakes.load_function("serving_predict", PREDICT_ENV, monkeypatch)
+    image = base64.b64encode(_images()[1]).decode()
+    header = {"request_id": "bad", "received_at": 0, "count": 1}
+    record = predict.stream_record(header, [image])
+    if damage == "truncated":
+        record = record[:-3]
+    elif damage == "sizes":
+        record = record.replace(b'"sizes":[', b'"sizes":[7,', 1)
+    elif damage == "count":
+        record = predict.stream_record({**header, "count": 2}, [image])
+    elif damage == "unaligned":
+        record = record.replace(b"\n", b" \n", 1)
+    text = base64.b64encode(record).decode()
+    if damage == "quote":
+        text = text[:-8] + '"' + text[-7:]
+    event = {"Records": [{"kinesis": {"sequenceNumber": "1", "data": text}}]}
+    event["Records"] += _records({"request_id": "good", "instances": [IMAGE]})["Records"]
+    consumer._clients["sagemaker-runtime"] = Runtime()
+    assert consumer.handler(event, None) == {"batchItemFailures": []}
+    written = consumer._clients["dynamodb"].written
+    assert (written["bad"]["status"]["S"], written["good"]["status"]["S"]) == ("failed", "done")
+    assert written["bad"]["error"]["S"].startswith("unreadable request")
+
+
+def test_endpoint_calls_hold_at_most_the_configured_instances(monkeypatch):
+    # GIVEN asyncInvokeBatchSize 3 (the stack passes it as MAX_INSTANCES_PER_CALL) WHEN 8 images arrive
+    consumer = fakes.load_function("serving_consumer", {**CONSUMER_ENV, "MAX_INSTANCES_PER_CALL": "3"}, monkeypatch)
+    consumer._clients["dynamodb"] = Dynamo()
+    runtime = consumer._clients["sagemaker-runtime"] = Runtime()
+    event = _records({"request_id": "pair", "instances": [IMAGE, IMAGE]},
+                     *({"request_id": f"r{i}", "instances": [IMAGE]} for i in range(6)))
+    assert consumer.handler(event, None) == {"batchItemFailures": []}
+    # THEN the calls take 3 at most, a request's images never split across calls
+    assert runtime.calls == [3, 3, 2] and len(consumer._clients["dynamodb"].written) == 7

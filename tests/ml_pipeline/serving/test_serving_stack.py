@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import pytest
 
@@ -139,3 +140,18 @@ def test_no_log_group_outside_the_stack_is_left_for_api_gateway_to_create(pipeli
     stage = pipeline_plan.one("aws:apigateway/stage:Stage", "inference-stage").inputs
     fields = json.loads(stage["accessLogSettings"]["format"])
     assert fields["error"] == "$context.error.message" and fields["integrationError"] == "$context.integration.error"
+
+
+def test_the_consumer_sends_the_configured_instances_per_call_within_the_containers_limit(pipeline_plan):
+    from ml_pipeline.serving import settings
+    from shared.config_reader import ConfigError
+    from tests.ml_pipeline.serving import fakes
+
+    inference = Path(__file__).resolve().parents[3] / "model" / "inference.py"  # read, not imported (torch)
+    container = int(re.search(r"^MAX_INSTANCES = (\d+)$", inference.read_text(), re.M).group(1))
+    assert settings.CONTAINER_MAX_INSTANCES == container, "asyncInvokeBatchSize's limit is the container's"
+    env = pipeline_plan.one("aws:lambda/function:Function", "inference-consumer").inputs["environment"]["variables"]
+    assert env["MAX_INSTANCES_PER_CALL"] == str(container) == str(fakes.settings().invoke_batch_size)
+    assert fakes.settings({"asyncInvokeBatchSize": 16}).invoke_batch_size == 16
+    with pytest.raises(ConfigError, match="asyncInvokeBatchSize"):
+        fakes.settings({"asyncInvokeBatchSize": container + 1})
