@@ -43,9 +43,9 @@ def test_each_private_subnet_routes_out_through_a_nat_gateway(gpu_plan):
         assert not any(r.inputs.get("gatewayId") for r in default), "a private subnet routes to the internet gateway"
 
 
-def test_dev_shares_one_nat_and_per_az_mode_gives_one_per_az(gpu_plan, projects):
+def test_dev_shares_one_nat_and_per_az_mode_gives_one_per_az(gpu_plan, prod_plans):
     assert len(gpu_plan.of_type("aws:ec2/natGateway:NatGateway")) == 1
-    per_az = runner.run(projects["gpu-training"], "dev", config_overrides={"gpu-training:natMode": "per-az"})
+    per_az = prod_plans[0]  # the prod stack file sets natMode per-az
     nats = per_az.of_type("aws:ec2/natGateway:NatGateway")
     assert len(nats) == 3
     public = {s.id: s for s in per_az.of_type(SUBNET) if s.inputs["tags"].get("Tier") == "public"}
@@ -96,9 +96,11 @@ def test_gateway_endpoints_serve_every_private_route_table_and_only_this_stacks_
     assert all(gpu_plan.outputs["experiments_table_name"] in r for r in table_statement["Resource"])
 
 
-def test_interface_endpoints_are_a_config_choice(projects):
-    plan = runner.run(projects["gpu-training"], "dev", config_overrides={"gpu-training:interfaceEndpoints": "true"})
-    interface = [e for e in plan.of_type("aws:ec2/vpcEndpoint:VpcEndpoint") if e.inputs["vpcEndpointType"] == "Interface"]
+def test_interface_endpoints_are_a_config_choice(gpu_plan, prod_plans):
+    def interface_endpoints(plan):
+        return [e for e in plan.of_type("aws:ec2/vpcEndpoint:VpcEndpoint") if e.inputs["vpcEndpointType"] == "Interface"]
+    assert interface_endpoints(gpu_plan) == []
+    interface = interface_endpoints(prod_plans[0])  # the prod stack file sets interfaceEndpoints true
     assert {e.inputs["serviceName"].split(".")[-1] for e in interface} >= {"ssm", "ssmmessages", "ec2messages", "monitoring", "logs"}
     assert all(e.inputs["privateDnsEnabled"] and len(e.inputs["subnetIds"]) == 3 for e in interface)
 
@@ -124,11 +126,12 @@ def test_the_fleet_keeps_six_spot_p3_instances_across_the_three_subnets(gpu_plan
     assert {"instance-policy", "training-logs", "system-logs", "hparams-epochs"} <= waits_for
 
 
-def test_instance_types_are_a_list_and_every_type_covers_every_subnet(projects):
-    plan = runner.run(projects["gpu-training"], "dev",
-                      config_overrides={"gpu-training:instanceTypes": '["p3.2xlarge", "g5.2xlarge"]'})
+def test_instance_types_are_a_list_and_every_type_covers_every_subnet(prod_plans):
+    plan = prod_plans[0]  # the prod stack file lists p3, g5 and g6
     overrides = plan.one("aws:ec2/fleet:Fleet", "gpu-fleet").inputs["launchTemplateConfigs"][0]["overrides"]
-    assert len(overrides) == 6 and {o["instanceType"] for o in overrides} == {"p3.2xlarge", "g5.2xlarge"}
+    subnets = {o["subnetId"] for o in overrides}
+    assert len(subnets) == 3 and len(overrides) == 9
+    assert {o["instanceType"] for o in overrides} == {"p3.2xlarge", "g5.2xlarge", "g6.2xlarge"}
 
 
 def test_launch_template_hardening(gpu_plan):
@@ -294,20 +297,17 @@ def test_a_bad_config_value_fails_with_a_message_naming_the_key(projects, key, v
     assert f"gpu-training:{key}" in str(error.value) and message in str(error.value)
 
 
-def test_buckets_of_other_stacks_can_be_made_readable_through_role_and_endpoint(projects, gpu_plan):
+def test_buckets_of_other_stacks_can_be_made_readable_through_role_and_endpoint(projects, gpu_plan, prod_plans):
     assert "ReadOnlyBuckets" not in gpu_plan.one("aws:ec2/vpcEndpoint:VpcEndpoint", "network-s3").inputs["policy"]
-    plan = runner.run(projects["gpu-training"], "dev",
-                      config_overrides={"gpu-training:readOnlyBucketNames": '["ml-pipeline-dev-processed-x"]'})
+    # The prod stack file names the pipeline's processed bucket as a template: {account} and {region} filled in.
+    plan = prod_plans[0]
+    bucket = "ml-pipeline-prod-processed-123456789012-us-east-1"
     endpoint = {s["Sid"]: s for s in _statements(plan.one("aws:ec2/vpcEndpoint:VpcEndpoint", "network-s3").inputs["policy"])}
     assert endpoint["ReadOnlyBuckets"]["Action"] == ["s3:GetObject", "s3:ListBucket"]
-    assert "arn:aws:s3:::ml-pipeline-dev-processed-x/*" in endpoint["ReadOnlyBuckets"]["Resource"]
+    assert f"arn:aws:s3:::{bucket}/*" in endpoint["ReadOnlyBuckets"]["Resource"]
     role = {s["Sid"]: s for s in _statements(plan.one("aws:iam/rolePolicy:RolePolicy", "instance-policy").inputs["policy"])}
     assert role["ReadOnlyObjects"] == {"Effect": "Allow", "Action": ["s3:GetObject"], "Sid": "ReadOnlyObjects",
-                                       "Resource": ["arn:aws:s3:::ml-pipeline-dev-processed-x/*"]}
-    templated = runner.run(projects["gpu-training"], "dev", config_overrides={
-        "gpu-training:readOnlyBucketNames": '["ml-pipeline-dev-processed-{account}-{region}"]'})
-    role = json.dumps(_statements(templated.one("aws:iam/rolePolicy:RolePolicy", "instance-policy").inputs["policy"]))
-    assert "arn:aws:s3:::ml-pipeline-dev-processed-123456789012-us-east-1/*" in role
+                                       "Resource": [f"arn:aws:s3:::{bucket}/*"]}
     with pytest.raises(ConfigError, match="readOnlyBucketNames"):
         runner.run(projects["gpu-training"], "dev", config_overrides={"gpu-training:readOnlyBucketNames": '["Bad_Name"]'})
 

@@ -2,12 +2,12 @@
 forecast alert and an actual alert to the e-mail subscribers; values checked against the Budgets API model."""
 from __future__ import annotations
 
-import botocore.session
 import pytest
 
 from offline import runner
 from shared.budget import StackBudget, StackBudgetArgs, tag_filter_value
 from shared.tagging import StackTags
+from tests.botocore_models import service_model
 
 BUDGET = "aws:budgets/budget:Budget"
 TAGS = StackTags(project="ml-pipeline", stack="prod", environment="prod", owner="ml-platform", cost_center="cc-1")
@@ -39,7 +39,7 @@ def test_a_forecast_alert_over_100_percent_and_an_actual_alert_at_the_threshold(
 
 
 def test_the_values_are_ones_the_budgets_api_accepts(built):
-    model = botocore.session.get_session().get_service_model("budgets")
+    model = service_model("budgets")
     enum = lambda shape: model.shape_for(shape).enum  # noqa: E731
     assert built["budgetType"] in enum("BudgetType") and built["timeUnit"] in enum("TimeUnit")
     for n in built["notifications"]:

@@ -1,8 +1,8 @@
 """Values AWS would reject but mocks accept: enum settings checked against botocore's service models."""
 from functools import lru_cache
 
-import botocore.session
 import pytest
+from tests.botocore_models import service_model
 
 # (resource type, path into the recorded inputs with [] for "each item", service, botocore shape)
 ENUM_FIELDS = [
@@ -64,7 +64,7 @@ TREAT_MISSING = {"breaching", "notBreaching", "ignore", "missing"}  # documented
 
 @lru_cache(maxsize=None)
 def _shape(service: str, name: str):
-    return botocore.session.get_session().get_service_model(service).shape_for(name)
+    return service_model(service).shape_for(name)
 
 
 def values_at(obj, path: str) -> list:

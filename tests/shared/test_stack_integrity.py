@@ -4,7 +4,6 @@ import inspect
 from pathlib import Path
 
 import pulumi
-import pytest
 
 from shared.contracts import GPU_TRAINING_EXPORTS
 from shared.tagging import REQUIRED_TAG_KEYS

@@ -6,13 +6,13 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
-import botocore.session
 from botocore.validate import ParamValidator
+from tests.botocore_models import service_model
 
 
 @lru_cache(maxsize=1)
 def _model():
-    return botocore.session.get_session().get_service_model("cloudwatch")
+    return service_model("cloudwatch")
 
 
 def _int(value: Any) -> Any:
@@ -118,7 +118,7 @@ def put_targets(i: dict) -> dict:
 
 
 def errors(operation: str, params: dict, service: str = "cloudwatch") -> list[str]:
-    shape = (_model() if service == "cloudwatch" else botocore.session.get_session().get_service_model(service)
+    shape = (_model() if service == "cloudwatch" else service_model(service)
              ).operation_model(operation).input_shape
     report = ParamValidator().validate(params, shape)
     out = [report.generate_report()] if report.has_errors() else []

@@ -6,8 +6,8 @@ import re
 from functools import lru_cache
 from typing import Any
 
-import botocore.session
 from botocore.validate import ParamValidator
+from tests.botocore_models import service_model
 
 # Sample values for ``"Key.$"`` entries (resolved at run time), by parameter name.
 SAMPLES = {
@@ -19,7 +19,7 @@ SAMPLES = {
 
 @lru_cache(maxsize=None)
 def _model(service: str):
-    return botocore.session.get_session().get_service_model(service)
+    return service_model(service)
 
 
 def substitute(value: Any, shape=None) -> Any:

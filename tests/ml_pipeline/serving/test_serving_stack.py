@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from shared.lambda_function import function_source
+from tests.botocore_models import service_model
 
 FUNCTIONS = {"serving-autoscaling": "serving_autoscaling", "inference-predict": "serving_predict",
              "inference-consumer": "serving_consumer", "inference-manage": "serving_manage"}
@@ -73,15 +74,13 @@ API_VALUES = [
 
 @pytest.mark.parametrize("token, name, path, service, shape_name", API_VALUES)
 def test_serving_settings_are_values_the_api_accepts(pipeline_plan, token, name, path, service, shape_name):
-    import botocore.session
-
     value = pipeline_plan.one(token, name).inputs
     for part in path.split("."):
         value = value[part]
     if service is None:  # CloudWatch takes treatMissingData as free text: the four documented words
         assert value in ("breaching", "notBreaching", "ignore", "missing")
         return
-    shape = botocore.session.get_session().get_service_model(service).shape_for(shape_name)
+    shape = service_model(service).shape_for(shape_name)
     if getattr(shape, "enum", None):
         assert value in shape.enum
     else:

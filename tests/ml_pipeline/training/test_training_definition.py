@@ -8,13 +8,13 @@ import re
 from functools import lru_cache
 from typing import Any, Iterator
 
-import botocore.session
 import pytest
 from botocore.validate import ParamValidator
 from statelint.linter import Linter
 
 from ml_pipeline.training import definition
 from training_support import ARTIFACTS, JOB_PREFIX, load_function, sample_spec
+from tests.botocore_models import service_model
 
 DEPLOY_ARN = "arn:aws:states:us-east-1:123456789012:stateMachine:ml-pipeline-dev-deploy"
 VARIANTS = {
@@ -103,7 +103,7 @@ def test_the_request_response_variant_differs_only_in_the_sagemaker_waits():
 # -- Parameters against botocore ---------------------------------------------------------------
 @lru_cache(maxsize=None)
 def _model(service: str):
-    return botocore.session.get_session().get_service_model(service)
+    return service_model(service)
 
 
 def _operation(resource: str) -> tuple[str, str] | None:

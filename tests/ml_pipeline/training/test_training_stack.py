@@ -17,6 +17,7 @@ from ml_pipeline.training.component import TrainingWorkflow, TrainingWorkflowArg
 from offline.runner import run_callable
 from shared.config_reader import ConfigError, ConfigReader
 from shared.context import AwsContext
+from tests.botocore_models import service_model
 
 SFN = "aws:sfn/stateMachine:StateMachine"
 ROLE_POLICY = "aws:iam/rolePolicy:RolePolicy"
@@ -356,9 +357,7 @@ def test_runs_that_escape_the_failure_path_alarm(pipeline_plan):
 
 
 def test_workflow_resource_settings_are_values_the_apis_accept(pipeline_plan):
-    import botocore.session
-    session = botocore.session.get_session()
-    scheduler, sfn = session.get_service_model("scheduler"), session.get_service_model("stepfunctions")
+    scheduler, sfn = service_model("scheduler"), service_model("stepfunctions")
     schedule = pipeline_plan.one("aws:scheduler/schedule:Schedule", "training-schedule").inputs
     machine = pipeline_plan.one(SFN, "training-state-machine").inputs
     assert schedule["state"] in scheduler.shape_for("ScheduleState").enum
