@@ -119,9 +119,11 @@ def _bucket_name(reader: ConfigReader, key: str, default_stem: str) -> str:
 
 
 def _check_prefix(value: str) -> bool:
-    # The same pattern the instance bootstrap accepts (user_data.py), plus what SSM reserves.
+    # The same pattern the instance bootstrap accepts (user_data.py), plus what SSM refuses: reserved roots,
+    # empty levels (PutParameter's sub-paths are letters, digits and . - _) and more than 15 levels in a
+    # parameter's name (the prefix, then the hyperparameter's own level).
     return (re.fullmatch(HPARAMS_PREFIX_PATTERN, value) is not None and not value.endswith("/")
-            and not value.lower().startswith(("/aws", "/ssm")))
+            and not value.lower().startswith(("/aws", "/ssm")) and "//" not in value and value.count("/") <= 14)
 
 
 def warn_about_volta(instance_types: tuple[str, ...], ami_id: Optional[str]) -> Optional[str]:
@@ -193,6 +195,7 @@ def load() -> GpuTrainingConfig:
         alarm_emails=alarm_emails,
         budget=budget_settings.load_settings(reader, alarm_emails),
         hparams_prefix=reader.string("hparamsPrefix", f"/ml/hparams/{stack}", check=_check_prefix,
-                                     expected="an SSM path like /ml/hparams/dev (leading /, no trailing /, not /aws)"),
+                                     expected="an SSM path like /ml/hparams/dev (leading /, no trailing / or //, "
+                                              "not /aws, at most 14 levels)"),
         hyperparameters=_hyperparameters(reader),
     )

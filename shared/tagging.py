@@ -17,6 +17,9 @@ import pulumi
 # filters on it (shared/budget.py), so it must be activated as a cost-allocation tag in the Billing console.
 REQUIRED_TAG_KEYS = ("Project", "Stack", "Environment", "Owner", "CostCenter", "DataClassification", "ManagedBy")
 DATA_CLASSIFICATIONS = ("public", "internal", "confidential", "restricted")
+# Every taggable resource gets the whole set, S3 objects too (ml-pipeline uploads its training code package):
+# S3 takes at most 10 tags per object (most services take 50), so the seven required tags leave 3 extra.
+MAX_TAGS = 10
 
 
 @dataclass(frozen=True)
@@ -49,8 +52,9 @@ class StackTags:
         clash = set(self.extra) & set(REQUIRED_TAG_KEYS)
         if clash:
             raise ValueError(f"extra tags may not redefine required tags: {sorted(clash)}")
-        if len(self.as_dict()) > 50:
-            raise ValueError("AWS allows at most 50 tags per resource")
+        if len(self.as_dict()) > MAX_TAGS:
+            raise ValueError(f"at most {MAX_TAGS} tags in all ({MAX_TAGS - len(REQUIRED_TAG_KEYS)} extra): every "
+                             f"resource gets them, S3 objects too, which take {MAX_TAGS}; got {len(self.as_dict())}")
 
     @property
     def stack_tag(self) -> Optional[str]:

@@ -133,7 +133,10 @@ class ModelDeployment(pulumi.ComponentResource):
         execution_statements = [
             iam.allow(["s3:GetObject"], [iam.objects_in(args.artifacts_bucket_arn)], sid="ModelArtifacts"),
             iam.allow(["s3:PutObject"], [iam.objects_in(args.capture_bucket_arn, args.capture_prefix)], sid="DataCapture"),
-            iam.allow(["kms:Decrypt", "kms:GenerateDataKey"], [args.data_key_arn], sid="DataKey"),
+            # The captures are written with the data capture config's KmsKeyId: "If you use a KMS key ID ..., the
+            # SageMaker execution role must include permissions to call kms:Encrypt" (the API reference on a
+            # KmsKeyId for S3 output; the training role has it for the same reason).
+            iam.allow(["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey"], [args.data_key_arn], sid="DataKey"),
             iam.allow(["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
                       [ctx.arn("logs", f"log-group:/aws/sagemaker/Endpoints/{endpoint}:*")], sid="ContainerLogs"),
             iam.unscoped(["cloudwatch:PutMetricData"], sid="ContainerMetrics", why="PutMetricData has no resources",

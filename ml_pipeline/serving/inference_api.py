@@ -91,22 +91,6 @@ class InferenceApi(pulumi.ComponentResource):
         common = dict(ctx=ctx, log_kms_key_arn=args.metadata_key_arn, architecture=s.function_architecture,
                       log_retention_days=args.log_retention_days, log_level=s.log_level,
                       failures_handled_by_event_source=True)
-        self.predict = PythonFunction(f"{name}-predict", PythonFunctionArgs(
-            function_name=f"{prefix}-predict", source_folder="serving_predict",
-            description="POST /predict, POST /predict/async, GET /predictions/{id}",
-            memory_mb=s.predict_memory_mb, timeout_s=s.predict_timeout_s,
-            environment={"ENDPOINT_NAME": args.endpoint_name, "AB_TABLE": args.ab_table_name,
-                         "RESULTS_TABLE": self.results_table.name, "STREAM_NAME": self.stream.name,
-                         "MAX_REQUEST_BYTES": str(s.max_request_kb * 1024), "CACHE_SECONDS": str(CACHE_SECONDS),
-                         "RESULT_TTL_SECONDS": ttl_s, "LOG_LEVEL": s.log_level},
-            statements=[
-                iam.allow(["sagemaker:InvokeEndpoint"], [args.endpoint_arn], sid="Invoke"),
-                iam.allow(["dynamodb:GetItem"], [args.ab_table_arn], sid="Serving"),
-                iam.allow(["dynamodb:GetItem", "dynamodb:PutItem"], [self.results_table.arn], sid="Results"),
-                iam.allow(["kinesis:PutRecord"], [self.stream.arn], sid="Stream"),
-                iam.allow(["kms:GenerateDataKey"], [args.data_key_arn], sid="StreamKey"),
-                table_key],
-            **common), opts=child)
         self.consumer = PythonFunction(f"{name}-consumer", PythonFunctionArgs(
             function_name=f"{prefix}-predict-consumer", source_folder="serving_consumer",
             description="Asynchronous predictions: stream batches -> endpoint -> results table",
@@ -125,6 +109,24 @@ class InferenceApi(pulumi.ComponentResource):
                 iam.allow(["sqs:SendMessage"], [self.failure_queue.arn], sid="OnFailure"),
                 table_key],
             **common), opts=child)
+        self.predict = PythonFunction(f"{name}-predict", PythonFunctionArgs(
+            function_name=f"{prefix}-predict", source_folder="serving_predict",
+            description="POST /predict, POST /predict/async, GET /predictions/{id}",
+            memory_mb=s.predict_memory_mb, timeout_s=s.predict_timeout_s,
+            environment={"ENDPOINT_NAME": args.endpoint_name, "AB_TABLE": args.ab_table_name,
+                         "RESULTS_TABLE": self.results_table.name, "STREAM_NAME": self.stream.name,
+                         "MAX_REQUEST_BYTES": str(s.max_request_kb * 1024), "CACHE_SECONDS": str(CACHE_SECONDS),
+                         "RESULT_TTL_SECONDS": ttl_s, "LOG_LEVEL": s.log_level},
+            statements=[
+                iam.allow(["sagemaker:InvokeEndpoint"], [args.endpoint_arn], sid="Invoke"),
+                iam.allow(["dynamodb:GetItem"], [args.ab_table_arn], sid="Serving"),
+                iam.allow(["dynamodb:GetItem", "dynamodb:PutItem"], [self.results_table.arn], sid="Results"),
+                iam.allow(["kinesis:PutRecord"], [self.stream.arn], sid="Stream"),
+                iam.allow(["kms:GenerateDataKey"], [args.data_key_arn], sid="StreamKey"),
+                table_key],
+            # After the consumer: an old consumer marks a record of the new layout failed for good, so the
+            # consumer (which reads both layouts) is updated before the function that writes them.
+            **common), opts=pulumi.ResourceOptions(parent=self, depends_on=[self.consumer]))
         self.manage = PythonFunction(f"{name}-manage", PythonFunctionArgs(
             function_name=f"{prefix}-serving-manage", source_folder="serving_manage",
             description="Management routes: versions, A/B tests and weights, promote, roll back",

@@ -27,6 +27,16 @@ def test_stack_tags_validate_classification_and_protect_required_keys():
         StackTags("p", "dev", "team", "cc-1", extra={"Owner": "someone"})
 
 
+def test_stack_tags_fit_an_s3_object(pipeline_plan):
+    # S3 takes at most 10 tags per object (PutObject fails over it) and the stack tags go on the code package.
+    code = pipeline_plan.one("aws:s3/bucketObjectv2:BucketObjectv2", "training-code").inputs["tags"]
+    assert {"Project", "Stack", "ManagedBy"} <= set(code) and len(code) <= 10
+    three = {f"Extra{i}": "x" for i in range(3)}
+    assert len(StackTags("p", "dev", "team", "cc-1", extra=three, stack="dev").as_dict()) == 10
+    with pytest.raises(ValueError, match="S3 objects"):
+        StackTags("p", "dev", "team", "cc-1", extra={**three, "Extra3": "x"}, stack="dev")
+
+
 def test_policy_builders_refuse_wildcards_and_unexplained_star():
     with pytest.raises(ValueError, match="wildcard"):
         iam.allow(["s3:*"], ["arn:aws:s3:::b"])

@@ -108,6 +108,8 @@ def test_a_reference_to_a_stack_not_planned_says_how_to_add_it(capsys):
     ("ml-pipeline", "ml-pipeline:dataClassification", "secret", "config ml-pipeline:dataClassification: must be"),
     ("gpu-training", "gpu-training:checkpointHook", "x" * 32000, "config gpu-training:checkpointHook: must be"),
     ("gpu-training", "gpu-training:hparamsPrefix", "/ml/bad prefix", "config gpu-training:hparamsPrefix: must be"),
+    ("gpu-training", "gpu-training:hparamsPrefix", "/ml//hparams", "config gpu-training:hparamsPrefix: must be"),
+    ("gpu-training", "gpu-training:hparamsPrefix", "/l" * 15, "config gpu-training:hparamsPrefix: must be"),
     ("ml-pipeline", "ml-pipeline:artifactsBucketName", "ab", "config ml-pipeline:artifactsBucketName: 'ab' is not"),
     ("ml-pipeline", "ml-pipeline:alarmEmails", json.dumps([f"ops{i}@example.com" for i in range(11)]),
      "config ml-pipeline:alarmEmails, ml-pipeline:monthlyBudgetUsd: alarmEmails may list at most 10"),

@@ -175,3 +175,14 @@ def test_the_roles_that_deploy_may_read_exactly_the_rollback_alarms(pipeline_pla
         doc = json.loads(pipeline_plan.one("aws:iam/rolePolicy:RolePolicy", policy).inputs["policy"])
         [statement] = [s for s in doc["Statement"] if s.get("Sid") == "RollbackAlarms"]
         assert statement["Action"] == ["cloudwatch:DescribeAlarms"] and sorted(statement["Resource"]) == alarm_arns
+
+
+def test_the_execution_role_may_write_captures_with_the_data_key(pipeline_plan):
+    # Data capture: S3 objects under the capture prefix, encrypted with the config's KmsKeyId (the data key),
+    # which takes kms:Encrypt and kms:GenerateDataKey from the execution role.
+    doc = json.loads(pipeline_plan.one("aws:iam/rolePolicy:RolePolicy", "serving-sagemaker-policy").inputs["policy"])
+    data_key = pipeline_plan.one("aws:kms/key:Key", "data-key-key").state["arn"]
+    on_key = {a for s in doc["Statement"] if data_key in s["Resource"] for a in s["Action"]}
+    assert {"kms:Encrypt", "kms:GenerateDataKey"} <= on_key
+    [capture] = [s for s in doc["Statement"] if s.get("Sid") == "DataCapture"]
+    assert capture["Action"] == ["s3:PutObject"] and capture["Resource"][0].endswith("/data-capture/*")

@@ -154,3 +154,12 @@ def test_the_consumer_sends_the_configured_instances_per_call_within_the_contain
     assert fakes.settings({"asyncInvokeBatchSize": 16}).invoke_batch_size == 16
     with pytest.raises(ConfigError, match="asyncInvokeBatchSize"):
         fakes.settings({"asyncInvokeBatchSize": container + 1})
+
+
+def test_the_consumer_is_updated_before_the_function_that_writes_its_records(pipeline_plan):
+    # A consumer of the old (JSON array) layout marks a record of the aligned layout failed for good; the
+    # new consumer reads both. So the prediction function (the writer) waits for the consumer's function.
+    consumer = pipeline_plan.one("aws:lambda/function:Function", "inference-consumer")
+    predict = [r for u, r in pipeline_plan.registrations.items()
+               if u.endswith("$mlplatform:compute:PythonFunction::inference-predict")]
+    assert len(predict) == 1 and consumer.urn in predict[0]["dependencies"]
