@@ -7,7 +7,7 @@ from typing import Optional
 import pulumi
 
 from shared.bucket import LifecycleRule, SecureBucket, SecureBucketArgs, Transition
-from shared.table import Index, Table, TableArgs
+from shared.table import EXPERIMENTS, Table, TableArgs
 
 # glacierStorageClass -> S3 storage class. Instant Retrieval is the default because GetObject reads
 # it directly: the trainer and the run script read old training data, scripts and checkpoints. The
@@ -55,11 +55,7 @@ class TrainingStorage(pulumi.ComponentResource):
         self.experiments = Table(f"{name}-experiments", TableArgs(
             table_name=args.experiments_table_name,
             kms_key_arn=args.kms_key_arn,
-            hash_key="experiment_id",
-            range_key="run_id",
-            attributes={"experiment_id": "S", "run_id": "S", "status": "S", "started_at": "S"},
-            # "Which runs are RUNNING / FAILED, newest first" across experiments.
-            indexes=(Index(name="status-started_at-index", hash_key="status", range_key="started_at"),),
+            **EXPERIMENTS.table_args(),
             deletion_protection=args.deletion_protection,
         ), opts=child)
         self.register_outputs({"training_data_bucket": self.training_data.name, "artifacts_bucket": self.artifacts.name,

@@ -60,6 +60,13 @@ class KeySchema:
         return request
 
 
+# The experiments table both projects write (gpu-training's, or the pipeline's own when no gpu-training
+# stack is referenced): one run per item; "which runs are RUNNING / FAILED, newest first" across experiments.
+EXPERIMENTS = KeySchema(hash_key="experiment_id", range_key="run_id",
+                        attributes={"experiment_id": "S", "run_id": "S", "status": "S", "started_at": "S"},
+                        indexes=(Index(name="status-started_at-index", hash_key="status", range_key="started_at"),))
+
+
 @dataclass(frozen=True)
 class TableArgs:
     """``attributes`` declares the type of every key attribute of the table and its indexes, and nothing else."""

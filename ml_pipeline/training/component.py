@@ -26,7 +26,7 @@ from shared.context import AwsContext
 from shared.lambda_function import PythonFunction, PythonFunctionArgs
 from shared.logs import encrypted_log_group
 from shared.network import EndpointAccess, NetworkArgs, TrainingNetwork, Workload
-from shared.table import Index, KeySchema, Table, TableArgs
+from shared.table import EXPERIMENTS, Index, KeySchema, Table, TableArgs
 
 FUNCTION_TIMEOUT_S = 60
 SCHEDULE_INPUT = json.dumps({"tune": False, "trigger": definition.TRIGGER_SCHEDULE})
@@ -113,10 +113,7 @@ class TrainingWorkflow(pulumi.ComponentResource):
             # Contract 9: the same schema as gpu-training's experiments table.
             experiments = Table(f"{name}-experiments", TableArgs(
                 table_name=f"{prefix}-experiments", kms_key_arn=args.metadata_key_arn,
-                hash_key="experiment_id", range_key="run_id",
-                attributes={"experiment_id": "S", "run_id": "S", "status": "S", "started_at": "S"},
-                indexes=(Index(name="status-started_at-index", hash_key="status", range_key="started_at"),),
-                deletion_protection=args.deletion_protection), opts=child)
+                **EXPERIMENTS.table_args(), deletion_protection=args.deletion_protection), opts=child)
             self.experiments_table_name, experiments_key = experiments.name, args.metadata_key_arn
         else:
             self.experiments_table_name, experiments_key = pulumi.Output.from_input(args.experiments_table_name), \

@@ -15,6 +15,7 @@ from moto import mock_aws
 
 from gpu_training import run_commands
 from gpu_training.run_commands import start_document, stop_document
+from shared.table import EXPERIMENTS
 
 _spec = importlib.util.spec_from_file_location("gpu_fakes_loader", Path(__file__).parent / "fakes" / "loader.py")
 loader = importlib.util.module_from_spec(_spec)
@@ -94,11 +95,7 @@ def aws_account():
         s3.create_bucket(Bucket=BUCKET)
         s3.put_object(Bucket=BUCKET, Key=GOOD["scriptKey"], Body=b"print('train')\n")
         dynamodb = boto3.client("dynamodb", region_name=REGION)
-        dynamodb.create_table(TableName=TABLE, BillingMode="PAY_PER_REQUEST",
-                              KeySchema=[{"AttributeName": "experiment_id", "KeyType": "HASH"},
-                                         {"AttributeName": "run_id", "KeyType": "RANGE"}],
-                              AttributeDefinitions=[{"AttributeName": "experiment_id", "AttributeType": "S"},
-                                                    {"AttributeName": "run_id", "AttributeType": "S"}])
+        dynamodb.create_table(**EXPERIMENTS.create_table_request(TABLE))  # the deployed schema
         yield s3, dynamodb
 
 

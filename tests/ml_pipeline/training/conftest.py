@@ -14,6 +14,7 @@ from moto import mock_aws
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from ml_pipeline.training.component import MODEL_VERSIONS  # noqa: E402  (contract 4's schema, as deployed)
+from shared.table import EXPERIMENTS as EXPERIMENTS_SCHEMA  # noqa: E402  (contract 9's schema, as deployed)
 from training_support import (  # noqa: E402
     ARTIFACTS, CATALOG, ENVIRONMENT, EXPERIMENTS, FUNCTIONS, GROUP, PROCESSED, REGION, VERSIONS, World, load_function)
 
@@ -44,11 +45,7 @@ def world(functions) -> Iterator[World]:
                          KeySchema=[{"AttributeName": "partition_date", "KeyType": "HASH"},
                                     {"AttributeName": "image_id", "KeyType": "RANGE"}])
         ddb.create_table(**MODEL_VERSIONS.create_table_request(VERSIONS))
-        ddb.create_table(TableName=EXPERIMENTS, BillingMode="PAY_PER_REQUEST",
-                         AttributeDefinitions=[{"AttributeName": "experiment_id", "AttributeType": "S"},
-                                               {"AttributeName": "run_id", "AttributeType": "S"}],
-                         KeySchema=[{"AttributeName": "experiment_id", "KeyType": "HASH"},
-                                    {"AttributeName": "run_id", "KeyType": "RANGE"}])
+        ddb.create_table(**EXPERIMENTS_SCHEMA.create_table_request(EXPERIMENTS))
         sns = boto3.client("sns", region_name=REGION)
         topic = sns.create_topic(Name="alarms")["TopicArn"]
         sqs = boto3.client("sqs", region_name=REGION)
