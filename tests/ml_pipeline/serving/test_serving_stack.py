@@ -158,7 +158,9 @@ def test_the_consumer_sends_the_configured_instances_per_call_within_the_contain
 
 def test_the_consumer_is_updated_before_the_function_that_writes_its_records(pipeline_plan):
     # A consumer of the old (JSON array) layout marks a record of the aligned layout failed for good; the
-    # new consumer reads both. So the prediction function (the writer) waits for the consumer's function.
+    # new consumer reads both. So the prediction function (the writer) waits for the consumer's function: the
+    # SDK expands depends_on on the consumer component to its Lambda function and registers the predict
+    # component only after it; the predict component's children (its function) register after their parent.
     consumer = pipeline_plan.one("aws:lambda/function:Function", "inference-consumer")
     predict = [r for u, r in pipeline_plan.registrations.items()
                if u.endswith("$mlplatform:compute:PythonFunction::inference-predict")]
